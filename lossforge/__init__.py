@@ -1,0 +1,17 @@
+"""lossforge: TensorFlow-exact losses and multi-task objectives on fused Numba kernels.
+
+Import is fast: numba is loaded on the first loss computation, not here.
+
+    >>> import lossforge
+    >>> lossforge.losses.mean_squared_error([0.0, 1.0], [1.0, 1.0])
+    np.float32(0.5)
+"""
+__version__ = "0.1.0"
+
+from . import losses, nn
+from .collection import LOSSES, REGULARIZATION_LOSSES, LossCollection
+from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
+from .reduction import LossState, Reduction
+
+__all__ = ["InvalidArgumentError", "InvalidTypeError", "LOSSES", "LossCollection", "LossState",
+           "LossforgeError", "REGULARIZATION_LOSSES", "Reduction", "losses", "nn", "__version__"]

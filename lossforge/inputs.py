@@ -1,0 +1,124 @@
+"""Input checks and conversions shared by every loss: arrays, dtypes, shapes, weights.
+
+Everything here runs before a kernel: it turns user input (arrays, lists, scalars of any
+numeric dtype, any memory order) into the few array types the kernels are compiled for,
+and raises `InvalidArgumentError` / `InvalidTypeError` naming the argument otherwise.
+Nothing here writes to the caller's arrays.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .errors import InvalidArgumentError, InvalidTypeError
+
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
+
+
+def as_array(value, name: str) -> np.ndarray:
+    """``np.asarray(value)`` for a real numeric input, or a clear error naming ``name``."""
+    if value is None:
+        raise InvalidArgumentError(f"Argument `{name}` must not be None.")
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise InvalidArgumentError(
+            f"Argument `{name}` could not be converted to an array ({exc}); pass a numpy "
+            f"array or a rectangular nested list of numbers.") from None
+    if array.dtype.kind not in _NUMERIC_KINDS:
+        raise InvalidTypeError(
+            f"Argument `{name}` must hold real numbers (bool, int or float); got dtype "
+            f"{array.dtype} with shape {array.shape}.")
+    return array
+
+
+def float_dtypes(*arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
+    """(output dtype, kernel dtype) for inputs: floats promote, ints and bools count as float32.
+
+    float16 results are computed by float32 kernels and cast back; all reductions accumulate
+    in float64 regardless.
+    """
+    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    out = np.result_type(*floats) if floats else np.dtype(np.float32)
+    if out.itemsize > 8:  # long double: compute in float64, report float64
+        out = np.dtype(np.float64)
+    kernel = np.dtype(np.float64) if out == np.float64 else np.dtype(np.float32)
+    return out, kernel
+
+
+def for_kernel(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A C-contiguous array of ``dtype`` (reshaped to ``shape``), copying only when needed."""
+    out = np.ascontiguousarray(array, dtype=dtype)
+    return out if shape is None else out.reshape(shape)
+
+
+def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    """TF's ``assert_is_compatible_with`` on static shapes: identical, no broadcasting."""
+    if a.shape != b.shape:
+        raise InvalidArgumentError(
+            f"Shapes {a.shape} (`{name_a}`) and {b.shape} (`{name_b}`) are incompatible: they "
+            f"must be identical (lossforge, like TensorFlow, does not broadcast them).")
+
+
+def as_float_param(value, name: str) -> float:
+    """A scalar numeric parameter (``delta``, ``epsilon``, ``label_smoothing``) as a Python float."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InvalidTypeError(f"Parameter `{name}` must be a number, got a bool ({value!r}).")
+    try:
+        result = float(value)
+    except (TypeError, ValueError):
+        raise InvalidTypeError(
+            f"Parameter `{name}` must be a real number; got {type(value).__name__} {value!r}.") from None
+    return result
+
+
+def check_weights_broadcast(weights: np.ndarray, loss_shape: tuple[int, ...], name: str = "weights") -> None:
+    """TF's ``assert_broadcastable``: a scalar, or the same rank with each dim 1 or equal."""
+    if weights.ndim == 0:
+        return
+    if weights.ndim != len(loss_shape):
+        raise InvalidArgumentError(
+            f"`{name}` can not be broadcast to values. values.rank={len(loss_shape)}. "
+            f"weights.rank={weights.ndim}. values.shape={loss_shape}. weights.shape={weights.shape}. "
+            f"Pass a scalar, or weights of rank {len(loss_shape)} whose every dim is 1 or equal to "
+            f"the loss's (e.g. shape {_per_sample(loss_shape)} for one weight per sample).")
+    for i, (w, l) in enumerate(zip(weights.shape, loss_shape)):
+        if w != 1 and w != l:
+            raise InvalidArgumentError(
+                f"`{name}` can not be broadcast to values. Mismatch at dim {i}: "
+                f"values.shape={loss_shape}, weights.shape={weights.shape}; each weights dim must "
+                f"be 1 or equal to the loss's dim.")
+
+
+def _per_sample(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return shape[:1] + (1,) * (len(shape) - 1) if shape else ()
+
+
+def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A read-only 3-d view ``(A, M, I)`` of the broadcast weights over the flattened losses.
+
+    Flat loss element ``j`` has weight ``view[j // (M*I), (j // I) % M, j % I]``. Broadcast
+    dims have stride 0, so nothing of the losses' size is allocated for scalar, per-sample
+    or per-feature weights. Dims are merged into runs that are all-broadcast or all-full;
+    the rare pattern with more than three runs is materialised once (weights only).
+    """
+    w = np.ascontiguousarray(weights, dtype=dtype)
+    if w.ndim == 0:
+        return np.broadcast_to(w.reshape(1, 1, 1), (1, 1, math.prod(loss_shape)))
+    runs: list[list] = []  # [is_full, loss_size]
+    for wd, ld in zip(w.shape, loss_shape):
+        if ld == 1:
+            continue
+        full = wd == ld
+        if runs and runs[-1][0] == full:
+            runs[-1][1] *= ld
+        else:
+            runs.append([full, ld])
+    if len(runs) > 3:
+        full_w = np.ascontiguousarray(np.broadcast_to(w, loss_shape))
+        return np.broadcast_to(full_w.reshape(1, 1, -1), (1, 1, full_w.size))
+    runs = [[False, 1]] * (3 - len(runs)) + runs
+    sizes = tuple(size for _, size in runs)
+    own = tuple(size if full else 1 for full, size in runs)
+    return np.broadcast_to(w.reshape(own), sizes)

@@ -1,0 +1,297 @@
+"""TensorFlow's ``tf.compat.v1.losses``, value for value, on fused Numba kernels.
+
+Every function takes TF's argument names, order and defaults and returns:
+
+* for ``reduction=Reduction.NONE``: the weighted losses ``L * W``, shaped like the losses;
+* otherwise a numpy scalar. With ``S = sum(L * W)`` over the weights ``W`` broadcast to the
+  losses' shape: ``SUM`` is ``S``; ``MEAN`` is ``S / sum(W)``; ``SUM_OVER_BATCH_SIZE`` is
+  ``S / size(L)``; ``SUM_BY_NONZERO_WEIGHTS`` (the default) is ``S / count(W != 0)``. Every
+  division returns 0 when its denominator is 0.
+
+``weights`` is a scalar, or has the losses' rank with every dim 1 or equal to theirs
+(``[B, 1]`` per sample, ``[B, D]`` per element); a ``[B]`` vector for ``[B, D]`` losses is an
+error, as in TF. Float32 inputs give float32 results, float64 give float64; integer and bool
+inputs compute as float32; sums accumulate in float64 whatever the input. Each result is
+added to ``loss_collection`` of the active `LossCollection` (see `lossforge.collection`).
+
+Example:
+  >>> import numpy as np, lossforge
+  >>> lossforge.losses.mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]])
+  np.float32(0.5)
+  >>> lossforge.losses.absolute_difference([4., 1., 2., 3.], [0., 0., 0., 0.],
+  ...                                      weights=[1., 0.5, 3., 9.])   # seed 000
+  np.float32(9.375)
+"""
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from . import compute, nn
+from .collection import (LOSSES, add_loss, get_losses, get_regularization_loss,
+                         get_regularization_losses, get_total_loss)
+from .errors import InvalidArgumentError
+from .inputs import (as_array, as_float_param, check_same_shape, check_weights_broadcast,
+                     float_dtypes, for_kernel)
+from .reduction import Reduction, div_no_nan, resolve_reduction
+
+__all__ = ["Reduction", "absolute_difference", "add_loss", "compute_weighted_loss",
+           "cosine_distance", "get_losses", "get_regularization_loss",
+           "get_regularization_losses", "get_total_loss", "hinge_loss", "huber_loss", "log_loss",
+           "mean_pairwise_squared_error", "mean_squared_error", "sigmoid_cross_entropy",
+           "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
+
+_DEFAULT = Reduction.SUM_BY_NONZERO_WEIGHTS
+
+
+def _collect(result, scope, default_name, loss_collection):
+    add_loss(result, loss_collection, name=f"{scope or default_name}/value")
+    return result
+
+
+def _elementwise(formula, labels_name, labels, predictions_name, predictions, weights, params,
+                 scope, loss_collection, reduction):
+    """An elementwise loss of two same-shape inputs, weighted and reduced in one pass."""
+    reduction = resolve_reduction(reduction)
+    y = as_array(labels, labels_name)
+    p = as_array(predictions, predictions_name)
+    check_same_shape(p, y, predictions_name, labels_name)
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, y.shape)
+    out, kd = float_dtypes(y, p)
+    n = y.size
+    result = compute.weighted_loss(formula, for_kernel(y, kd, (n,)), for_kernel(p, kd, (n,)), w,
+                                   y.shape, params, reduction, out, kd)
+    return _collect(result, scope, formula, loss_collection)
+
+
+def absolute_difference(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
+                        reduction=_DEFAULT):
+    """Absolute difference ``L = |predictions - labels|``, weighted and reduced.
+
+    Args:
+      labels, predictions: arrays of one shape.
+      weights: scalar or broadcastable to the losses' shape (see module docs).
+      scope: name under which the result is collected (``"<scope>/value"``).
+      loss_collection: collection the result is added to (None: not collected).
+      reduction: a `Reduction` or its TF string value.
+    """
+    return _elementwise("absolute_difference", "labels", labels, "predictions", predictions,
+                        weights, (0.0,), scope, loss_collection, reduction)
+
+
+def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
+                       reduction=_DEFAULT):
+    """Squared error ``L = (predictions - labels)**2``, weighted and reduced (arguments as
+    `absolute_difference`)."""
+    return _elementwise("mean_squared_error", "labels", labels, "predictions", predictions,
+                        weights, (0.0,), scope, loss_collection, reduction)
+
+
+def huber_loss(labels, predictions, weights=1.0, delta=1.0, scope=None, loss_collection=LOSSES,
+               reduction=_DEFAULT):
+    """Huber loss: with ``a = |predictions - labels|`` and ``q = min(a, delta)``,
+    ``L = 0.5 q**2 + delta (a - q)``, i.e. ``0.5 a**2`` for ``a <= delta`` and
+    ``0.5 delta**2 + delta (a - delta)`` beyond. ``delta`` is not validated (as TF: a negative
+    delta gives negative losses)."""
+    delta = as_float_param(delta, "delta")
+    return _elementwise("huber_loss", "labels", labels, "predictions", predictions, weights,
+                        (delta,), scope, loss_collection, reduction)
+
+
+def log_loss(labels, predictions, weights=1.0, epsilon=1e-7, scope=None, loss_collection=LOSSES,
+             reduction=_DEFAULT):
+    """Log loss on probabilities:
+    ``L = -labels log(predictions + epsilon) - (1 - labels) log(1 - predictions + epsilon)``.
+
+    As TF, nothing is clipped: predictions outside [0, 1] give NaN, and ``epsilon=0`` with a
+    prediction of exactly 0 or 1 gives inf (or NaN where it meets a zero label term)."""
+    epsilon = as_float_param(epsilon, "epsilon")
+    return _elementwise("log_loss", "labels", labels, "predictions", predictions, weights,
+                        (epsilon,), scope, loss_collection, reduction)
+
+
+def hinge_loss(labels, logits, weights=1.0, scope=None, loss_collection=LOSSES,
+               reduction=_DEFAULT):
+    """Hinge loss ``L = max(0, 1 - (2 labels - 1) logits)``: labels in {0, 1} map to {-1, +1}
+    (linearly, without validation, as TF)."""
+    return _elementwise("hinge_loss", "labels", labels, "logits", logits, weights, (0.0,), scope,
+                        loss_collection, reduction)
+
+
+def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothing=0,
+                          scope=None, loss_collection=LOSSES, reduction=_DEFAULT):
+    """Sigmoid cross-entropy ``L = max(x, 0) - x z + log1p(exp(-|x|))`` of ``logits`` x.
+
+    With ``label_smoothing > 0`` the labels become ``z (1 - label_smoothing) + 0.5
+    label_smoothing``. The result has the float dtype of ``logits`` (labels are cast to it)."""
+    reduction = resolve_reduction(reduction)
+    smoothing = as_float_param(label_smoothing, "label_smoothing")
+    z, x, out, kd = nn._matching_labels_logits(multi_class_labels, logits, "multi_class_labels")
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, x.shape)
+    n = x.size
+    result = compute.weighted_loss("sigmoid_cross_entropy", for_kernel(z, kd, (n,)),
+                                   for_kernel(x, kd, (n,)), w, x.shape, (smoothing,), reduction,
+                                   out, kd)
+    return _collect(result, scope, "sigmoid_cross_entropy_loss", loss_collection)
+
+
+def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
+                          loss_collection=LOSSES, reduction=_DEFAULT):
+    """Softmax cross-entropy over the last axis: ``L = -sum_k z_k log softmax(logits)_k``.
+
+    Losses have shape ``logits.shape[:-1]``, so weights are scalar or of that shape (``[B]``
+    for ``[B, K]`` logits). With ``label_smoothing > 0`` the labels become ``z (1 -
+    label_smoothing) + label_smoothing / K``, ``K = logits.shape[-1]``.
+
+    Example (seed 002):
+      >>> logits = np.float32([[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]])
+      >>> onehot = np.eye(3, dtype=np.float32)[[2, 1, 0, 0, 1]]
+      >>> lossforge.losses.softmax_cross_entropy(onehot, logits)
+      np.float32(0.0583602)
+    """
+    reduction = resolve_reduction(reduction)
+    smoothing = as_float_param(label_smoothing, "label_smoothing")
+    z, x, out, kd = nn._matching_labels_logits(onehot_labels, logits, "onehot_labels")
+    if x.ndim == 0:
+        raise InvalidArgumentError("`logits` must have at least one dimension (the class axis).")
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, x.shape[:-1])
+    result = nn.softmax_rows(z, x, smoothing, reduction, w, out, kd)
+    return _collect(result, scope, "softmax_cross_entropy_loss", loss_collection)
+
+
+def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
+                                 loss_collection=LOSSES, reduction=_DEFAULT):
+    """Softmax cross-entropy with integer class labels: ``L = logsumexp(logits) - logits[label]``.
+
+    ``labels`` has shape ``logits.shape[:-1]`` (a trailing 1 is squeezed); weights of one rank
+    more than the labels have their last dim squeezed, so ``[B, 1]`` works. Labels outside
+    ``[0, num_classes)`` raise `InvalidArgumentError` naming the first offending index."""
+    reduction = resolve_reduction(reduction)
+    lab = as_array(labels, "labels")
+    x = as_array(logits, "logits")
+    w = as_array(weights, "weights")
+    # TF's _remove_squeezable_dimensions(expected_rank_diff=1)
+    if x.ndim - lab.ndim == 0 and lab.ndim and lab.shape[-1] == 1:
+        lab = lab[..., 0]
+    elif x.ndim - lab.ndim == 2 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if w.ndim - lab.ndim == 1:
+        if w.shape[-1] != 1:
+            raise InvalidArgumentError(
+                f"`weights` of shape {w.shape} has one dim more than `labels` {lab.shape}, so its "
+                f"last dim is squeezed, but that dim is {w.shape[-1]}, not 1.")
+        w = w[..., 0]
+    nn.check_sparse_labels(lab, x)
+    check_weights_broadcast(w, lab.shape)
+    out, kd = float_dtypes(x)
+    result = nn.sparse_rows(lab, x, reduction, w, out, kd)
+    return _collect(result, scope, "sparse_softmax_cross_entropy_loss", loss_collection)
+
+
+def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
+                    loss_collection=LOSSES, reduction=_DEFAULT, dim=None):
+    """Cosine distance along ``axis``: ``L = 1 - sum_axis(labels * predictions)``.
+
+    Inputs are assumed unit-normalised (nothing is normalised). The losses keep ``axis`` with
+    size 1 (TF's keepdims), so weights for ``[B, D]`` inputs with ``axis=1`` are scalar,
+    ``[B, 1]`` or ``[1, 1]``. ``dim`` is the deprecated name of ``axis``."""
+    if dim is not None:
+        warnings.warn("cosine_distance: `dim` is deprecated, use `axis`.", DeprecationWarning,
+                      stacklevel=2)
+        if axis is not None:
+            raise InvalidArgumentError("Cannot specify both 'dim' and 'axis'.")
+        axis = dim
+    if axis is None:
+        raise InvalidArgumentError("You must specify argument `axis`.")
+    reduction = resolve_reduction(reduction)
+    y = as_array(labels, "labels")
+    p = as_array(predictions, "predictions")
+    check_same_shape(p, y, "predictions", "labels")
+    if y.ndim == 0:
+        raise InvalidArgumentError("cosine_distance needs inputs of rank >= 1 to reduce over `axis`.")
+    axis = nn.normalize_axis(axis, y.ndim, "axis")
+    loss_shape = y.shape[:axis] + (1,) + y.shape[axis + 1:]
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, loss_shape)
+    out, kd = float_dtypes(y, p)
+    shape3 = (math.prod(y.shape[:axis]), y.shape[axis], math.prod(y.shape[axis + 1:]))
+    result = compute.weighted_loss("cosine_distance", for_kernel(y, kd, shape3),
+                                   for_kernel(p, kd, shape3), w, loss_shape, (0.0,), reduction,
+                                   out, kd)
+    return _collect(result, scope, "cosine_distance_loss", loss_collection)
+
+
+def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSES,
+                          reduction=_DEFAULT):
+    """Weight and reduce precomputed ``losses`` (TF's ``compute_weighted_loss``).
+
+    Unlike TF, integer losses are not truncated back to integers: they give float32.
+
+    Example (seed 000): ``losses [4, 1, 2, 3]``, ``weights [1, 0.5, 3, 9]`` ->
+    ``(4*1 + 1*0.5 + 2*3 + 3*9) / 4 = 9.375``.
+    """
+    reduction = resolve_reduction(reduction)
+    values = as_array(losses, "losses")
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, values.shape)
+    out, kd = float_dtypes(values)
+    flat = for_kernel(values, kd, (values.size,))
+    result = compute.weighted_loss("weighted_input", flat, flat, w, values.shape, (0.0,), reduction,
+                                   out, kd)
+    return _collect(result, scope, "weighted_loss", loss_collection)
+
+
+def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
+                                loss_collection=LOSSES):
+    """Pairwise squared error within each sample, summed over the batch.
+
+    For sample ``b`` with ``d = predictions - labels`` over its non-batch elements, ``SS_b =
+    sum d**2``, ``S_b = sum d`` and ``n_b`` the count of non-zero broadcast weights in it:
+    ``L_b = 2 SS_b / (n_b - 1) - 2 S_b**2 / (n_b (n_b - 1))`` (each division 0 when its
+    denominator is <= 0), which is ``sum_{i<j} ((p_i - p_j) - (l_i - l_j))**2 / C(n_b, 2)``.
+    The result is ``sum_b L_b sum(W_b)`` -- a weighted SUM over samples, not a mean (TF's
+    documented semantics) -- or 0 when no weight is non-zero. There is no ``reduction``
+    argument. 1-d inputs have one element per sample and give 0.
+    """
+    y = as_array(labels, "labels")
+    p = as_array(predictions, "predictions")
+    check_same_shape(p, y, "predictions", "labels")
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, y.shape)
+    out, kd = float_dtypes(y, p)
+    batch = y.shape[0] if y.ndim else 1
+    per_sample = math.prod(y.shape[1:])
+    from . import kernels  # numba, lazily
+    sums = kernels.pairwise_kernels().pairwise_sums(for_kernel(y, kd, (batch, per_sample)),
+                                                    for_kernel(p, kd, (batch, per_sample)))
+    present, weight_sums = _pairwise_weights(w, y.shape, batch)
+    ss, s = sums[:, 0], sums[:, 1]
+    term1 = 2.0 * _div_no_nan(ss, np.maximum(present - 1.0, 0.0))
+    term2 = 2.0 * _div_no_nan(s * s, np.maximum(present * (present - 1.0), 0.0))
+    total = float(np.sum((term1 - term2) * weight_sums)) if present.sum() > 0 else 0.0
+    return _collect(out.type(total), scope, "mean_pairwise_squared_error", loss_collection)
+
+
+def _pairwise_weights(w: np.ndarray, shape: tuple[int, ...], batch: int):
+    """Per sample: the count of non-zero broadcast weights and the sum of the weights' own row."""
+    w64 = np.asarray(w, dtype=np.float64)
+    per_sample = math.prod(shape[1:])
+    if w64.ndim == 0:
+        nonzero = np.full(batch, float(per_sample if w64 != 0 else 0))
+        return nonzero, np.full(batch, float(w64))
+    rows = w64.reshape(w64.shape[0], -1)
+    broadcast = math.prod(d for d, wd in zip(shape[1:], w64.shape[1:]) if wd == 1)
+    nonzero = np.count_nonzero(rows, axis=1).astype(np.float64) * broadcast
+    return np.broadcast_to(nonzero, (batch,)), np.broadcast_to(rows.sum(axis=1), (batch,))
+
+
+def _div_no_nan(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.divide(x, y, out=np.zeros_like(x), where=y != 0)
+
+
+__all__ += ["div_no_nan"]
