@@ -103,9 +103,10 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     or per-feature weights. Dims are merged into runs that are all-broadcast or all-full;
     the rare pattern with more than three runs is materialised once (weights only).
     """
-    w = np.ascontiguousarray(weights, dtype=dtype)
-    if w.ndim == 0:
+    w = np.asarray(weights, dtype=dtype)
+    if w.ndim == 0:  # (np.ascontiguousarray would make it 1-d)
         return np.broadcast_to(w.reshape(1, 1, 1), (1, 1, math.prod(loss_shape)))
+    w = np.ascontiguousarray(w)
     runs: list[list] = []  # [is_full, loss_size]
     for wd, ld in zip(w.shape, loss_shape):
         if ld == 1:
@@ -121,4 +122,7 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     runs = [[False, 1]] * (3 - len(runs)) + runs
     sizes = tuple(size for _, size in runs)
     own = tuple(size if full else 1 for full, size in runs)
-    return np.broadcast_to(w.reshape(own), sizes)
+    view = np.broadcast_to(w.reshape(own), sizes)
+    # kernels index this view without bounds checks: it must cover every loss element
+    assert view.size == math.prod(loss_shape), (weights.shape, loss_shape)
+    return view
