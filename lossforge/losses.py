@@ -201,10 +201,10 @@ def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
     size 1 (TF's keepdims), so weights for ``[B, D]`` inputs with ``axis=1`` are scalar,
     ``[B, 1]`` or ``[1, 1]``. ``dim`` is the deprecated name of ``axis``."""
     if dim is not None:
-        warnings.warn("cosine_distance: `dim` is deprecated, use `axis`.", DeprecationWarning,
-                      stacklevel=2)
         if axis is not None:
             raise InvalidArgumentError("Cannot specify both 'dim' and 'axis'.")
+        warnings.warn("cosine_distance: `dim` is deprecated, use `axis`.", DeprecationWarning,
+                      stacklevel=2)
         axis = dim
     if axis is None:
         raise InvalidArgumentError("You must specify argument `axis`.")

@@ -69,9 +69,7 @@ def resolve_reduction(reduction) -> Reduction:
         try:
             return Reduction(reduction)
         except ValueError:
-            by_name = Reduction.__members__.get(reduction.upper())
-            if by_name is not None:
-                return by_name
+            pass
     raise InvalidArgumentError(
         f"Invalid Reduction Key: `reduction`={reduction!r}. Valid keys are: {_VALID}.")
 

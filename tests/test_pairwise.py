@@ -1,0 +1,59 @@
+"""mean_pairwise_squared_error: TF's documented (graph-mode) semantics."""
+import numpy as np
+import pytest
+
+import lossforge
+import reference as ref
+from cases import weight_kinds
+
+mpse = lossforge.losses.mean_pairwise_squared_error
+LABELS_3D = np.array([[[1, 9, 2], [-5, -5, 7]], [[-5, -2, 6], [1, -2, 3]]], np.float32)
+PREDICTIONS_3D = np.array([[[4, 8, 12], [1, 2, 3]], [[8, 1, 3], [4, 5, 6]]], np.float32)
+
+
+def test_tf_graph_mode_value_3d():
+    # TF 2.21 in graph mode (tf.function) prints 111.53333; eager mode's scalar-weight bug
+    # counts elements over the whole batch and gives 67.621216
+    assert mpse(LABELS_3D, PREDICTIONS_3D) == pytest.approx(111.53333, rel=1e-6)
+
+
+def test_equals_mean_over_unordered_pairs_summed_over_samples():
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=(5, 3, 4)), rng.normal(size=(5, 3, 4))
+    assert mpse(y, p) == pytest.approx(ref.pairwise_by_pairs(y, p), rel=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 2, 5)])
+def test_every_weight_kind_matches_reference(shape):
+    rng = np.random.default_rng(1)
+    y, p = rng.normal(size=shape), rng.normal(size=shape)
+    for kind, w in weight_kinds(shape, rng).items():
+        assert mpse(y, p, weights=w) == pytest.approx(ref.mean_pairwise_squared_error(y, p, w),
+                                                      rel=1e-12, abs=1e-12), kind
+
+
+def test_is_a_sum_over_the_batch_not_a_mean():
+    """TF's testLossIsAssociativeAcrossBatchElements: loss(concat) == loss0 + loss1."""
+    rng = np.random.default_rng(2)
+    y, p = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    assert mpse(y, p) == pytest.approx(mpse(y[:2], p[:2]) + mpse(y[2:], p[2:]), rel=1e-12)
+
+
+def test_zero_weights_lower_n_but_their_elements_still_count():
+    y = np.zeros((1, 3))
+    p = np.array([[1.0, 2.0, 4.0]])
+    w = np.array([[1.0, 1.0, 0.0]])
+    # n = 2, SS = 21, S = 7: 2*21/1 - 2*49/2 = -7
+    assert mpse(y, p, weights=w) == pytest.approx(-7.0 * 2.0)  # times sum(w_b) = 2
+
+
+def test_one_dimensional_inputs_and_zero_weights_give_zero():
+    assert mpse([1.0, 2.0, 3.0], [3.0, 1.0, 0.0]) == 0.0
+    assert mpse(LABELS_3D, PREDICTIONS_3D, weights=0.0) == 0.0
+    assert mpse(np.zeros((0, 3)), np.zeros((0, 3))) == 0.0
+
+
+def test_scalar_weight_scales_and_dtype_follows_inputs():
+    got = mpse(LABELS_3D, PREDICTIONS_3D, weights=2.5)
+    assert got.dtype == np.float32 and got == pytest.approx(2.5 * 111.533333)
+    assert mpse(LABELS_3D.astype(np.float64), PREDICTIONS_3D.astype(np.float64)).dtype == np.float64
