@@ -284,7 +284,7 @@ def _pairwise_weights(w: np.ndarray, shape: tuple[int, ...], batch: int):
     if w64.ndim == 0:
         nonzero = np.full(batch, float(per_sample if w64 != 0 else 0))
         return nonzero, np.full(batch, float(w64))
-    rows = w64.reshape(w64.shape[0], -1)
+    rows = w64.reshape(w64.shape[0], math.prod(w64.shape[1:]))
     broadcast = math.prod(d for d, wd in zip(shape[1:], w64.shape[1:]) if wd == 1)
     nonzero = np.count_nonzero(rows, axis=1).astype(np.float64) * broadcast
     return np.broadcast_to(nonzero, (batch,)), np.broadcast_to(rows.sum(axis=1), (batch,))

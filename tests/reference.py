@@ -84,8 +84,9 @@ def mean_pairwise_squared_error(y, p, weights=1.0):
     """TF's graph-mode semantics: sum_b L_b * sum(W_b), L_b from SS_b, S_b and n_b."""
     y, p, w = f64(y), f64(p), f64(weights)
     batch = y.shape[0] if y.ndim else 1
-    d = (p - y).reshape(batch, -1)
-    present = np.broadcast_to(w != 0, y.shape).reshape(batch, -1)
+    per_sample = int(np.prod(y.shape[1:]))
+    d = (p - y).reshape(batch, per_sample)
+    present = np.broadcast_to(w != 0, y.shape).reshape(batch, per_sample)
     total = 0.0
     for b in range(batch):
         n = float(present[b].sum())
