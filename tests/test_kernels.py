@@ -1,0 +1,99 @@
+"""Kernel generation and caching: lazy numba, on-disk cache, fingerprinted directories."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import lossforge
+
+
+def _run(code: str, cache_dir, **env) -> dict:
+    """Run ``code`` in a fresh interpreter and return the JSON it prints last."""
+    full_env = dict(os.environ, LOSSFORGE_CACHE_DIR=str(cache_dir), **env)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_import_does_not_load_numba(tmp_path):
+    got = _run("""
+        import json, sys, lossforge
+        print(json.dumps({"numba": "numba" in sys.modules}))
+    """, tmp_path)
+    assert got == {"numba": False}
+
+
+CALL = """
+    import json, numpy as np, lossforge
+    from lossforge import kernels
+    v = lossforge.losses.huber_loss(np.arange(6.0).reshape(2, 3), np.ones((2, 3)), weights=[[1.0], [0.5]])
+    k = kernels.loss_kernels("huber_loss")
+    print(json.dumps({"value": float(v), "dir": str(kernels.cache_directory()),
+                      "hits": sum(k.reduce_serial._cache_hits.values()),
+                      "misses": sum(k.reduce_serial._cache_misses.values())}))
+"""
+
+
+def test_kernels_compile_once_then_load_from_the_cache(tmp_path):
+    first = _run(CALL, tmp_path)
+    second = _run(CALL, tmp_path)
+    assert first["value"] == second["value"] == pytest.approx(
+        (0.5 + 0 + 0.5 + 0.5 * (1.5 + 2.5 + 3.5)) / 6)
+    assert (first["hits"], first["misses"]) == (0, 1)
+    assert (second["hits"], second["misses"]) == (1, 0)
+    cache = os.listdir(first["dir"])
+    assert "huber_loss.py" in cache and "__pycache__" in cache
+    assert os.path.basename(first["dir"]).startswith("kernels-")
+
+
+def test_fingerprint_changes_with_versions_and_sources(monkeypatch):
+    from lossforge import kernels
+    base = kernels._fingerprint()
+    monkeypatch.setattr(kernels.numba, "__version__", "0.0.0-other")
+    assert kernels._fingerprint() != base
+    monkeypatch.undo()
+    assert kernels._fingerprint() == base
+
+
+def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    got = _run("""
+        import json, warnings, numpy as np, lossforge
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            v = lossforge.losses.mean_squared_error([0.0, 1.0], [1.0, 1.0])
+        print(json.dumps({"value": float(v), "warnings": [str(w.message) for w in caught]}))
+    """, blocker / "sub")
+    assert got["value"] == 0.5
+    assert len(got["warnings"]) == 1 and "not writable" in got["warnings"][0]
+
+
+def test_generated_module_holds_the_loss_formula():
+    from lossforge import kernels
+    kernels.loss_kernels("log_loss")
+    source = (kernels.cache_directory() / "log_loss.py").read_text()
+    assert "_SCALAR = _formulas.log_loss" in source
+    assert "fastmath" not in source  # NaN checks must survive (see numba-cuda.md)
+
+
+def test_serial_and_parallel_kernels_give_the_same_state():
+    from lossforge import kernels
+    from lossforge.inputs import weights_view
+    rng = np.random.default_rng(0)
+    n = 100_003
+    y, p = rng.random(n).astype(np.float32), rng.random(n).astype(np.float32)
+    w = weights_view(rng.random(n).astype(np.float32), (n,), np.dtype(np.float32))
+    k = kernels.loss_kernels("log_loss")
+    serial = k.reduce_serial(y, p, w, (1e-7,), n)
+    parallel = k.reduce_parallel(y, p, w, (1e-7,), n)
+    np.testing.assert_allclose(serial, parallel, rtol=1e-12)
+    a, b = np.empty(n, np.float32), np.empty(n, np.float32)
+    k.values_serial(y, p, w, (1e-7,), n, a)
+    k.values_parallel(y, p, w, (1e-7,), n, b)
+    np.testing.assert_array_equal(a, b)
