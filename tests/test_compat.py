@@ -216,7 +216,7 @@ def test_contrib_test_values_cross_entropies():
     assert contrib.softmax_cross_entropy(logits, wrong, [1.2, 3.4, 5.6]) == pytest.approx(
         (1.2 + 3.4 + 5.6) * 10.0 / 3.0, abs=1e-3)
     assert contrib.softmax_cross_entropy(logits, wrong, [1.2, 0, 0]) == pytest.approx(12.0, abs=1e-3)
-    big = 10 * logits
+    big = np.float32(200 * np.eye(3) - 100)  # [[100, -100, -100], ...]
     assert contrib.sigmoid_cross_entropy(big, wrong, [[3, 4, 5], [2, 6, 0], [8, 0, 1]]) == \
         pytest.approx(1700.0 / 7.0, rel=1e-5)
     ls = 0.1
