@@ -4,7 +4,7 @@ Import is fast: numba is loaded on the first loss computation, not here.
 
     >>> import lossforge
     >>> lossforge.losses.mean_squared_error([0.0, 1.0], [1.0, 1.0])
-    np.float32(0.5)
+    np.float64(0.5)
 """
 __version__ = "0.1.0"
 

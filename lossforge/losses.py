@@ -10,17 +10,17 @@ Every function takes TF's argument names, order and defaults and returns:
 
 ``weights`` is a scalar, or has the losses' rank with every dim 1 or equal to theirs
 (``[B, 1]`` per sample, ``[B, D]`` per element); a ``[B]`` vector for ``[B, D]`` losses is an
-error, as in TF. Float32 inputs give float32 results, float64 give float64; integer and bool
-inputs compute as float32; sums accumulate in float64 whatever the input. Each result is
+error, as in TF. Float32 inputs give float32 results, float64 give float64 (Python lists and
+floats are float64, as in NumPy); integer and bool inputs compute as float32; sums accumulate in float64 whatever the input. Each result is
 added to ``loss_collection`` of the active `LossCollection` (see `lossforge.collection`).
 
 Example:
   >>> import numpy as np, lossforge
-  >>> lossforge.losses.mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]])
+  >>> lossforge.losses.mean_squared_error(np.float32([[0.0, 1.0]]), np.float32([[1.0, 1.0]]))
   np.float32(0.5)
   >>> lossforge.losses.absolute_difference([4., 1., 2., 3.], [0., 0., 0., 0.],
   ...                                      weights=[1., 0.5, 3., 9.])   # seed 000
-  np.float32(9.375)
+  np.float64(9.375)
 """
 from __future__ import annotations
 
@@ -150,8 +150,8 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
     Example (seed 002):
       >>> logits = np.float32([[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]])
       >>> onehot = np.eye(3, dtype=np.float32)[[2, 1, 0, 0, 1]]
-      >>> lossforge.losses.softmax_cross_entropy(onehot, logits)
-      np.float32(0.0583602)
+      >>> lossforge.losses.softmax_cross_entropy(onehot, logits)  # TF prints 0.0583602
+      np.float32(0.05836025)
     """
     reduction = resolve_reduction(reduction)
     smoothing = as_float_param(label_smoothing, "label_smoothing")

@@ -34,7 +34,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
       An array shaped like ``logits``, in its float dtype (float32 for integer logits).
 
     Example:
-      >>> lossforge.nn.sigmoid_cross_entropy_with_logits(labels=[1.0, 0.0], logits=[0.0, 0.0])
+      >>> lossforge.nn.sigmoid_cross_entropy_with_logits(labels=[1.0, 0.0], logits=np.float32([0, 0]))
       array([0.6931472, 0.6931472], dtype=float32)
     """
     z, x, out, kd = _matching_labels_logits(labels, logits, "labels")
@@ -60,7 +60,10 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
       >>> logits = [[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]]
       >>> onehot = np.eye(3)[[2, 1, 0, 0, 1]]
       >>> lossforge.nn.softmax_cross_entropy_with_logits(onehot, np.float32(logits))
-      array([0.00917445, 0.16984604, 0.05498521, 0.00281022, 0.05498521], dtype=float32)
+      array([0.00917448, 0.16984601, 0.05498524, 0.00281026, 0.05498524], dtype=float32)
+
+      TF prints ``[0.00917445, 0.16984604, 0.05498521, 0.00281022, 0.05498521]``: it reduces
+      in float32, lossforge in float64 (the exact values round to lossforge's).
     """
     z, x, out, kd = _matching_labels_logits(labels, logits, "labels")
     if x.ndim == 0:

@@ -162,6 +162,21 @@ def test_cosine_distance_3d_with_sample_weights():
     close(contrib.cosine_distance(p, y, dim=2, weights=w), 1.0)  # losses [0, 2] / 2 present
 
 
+def test_cosine_distance_middle_dim_takes_per_element_weights_of_the_reduced_shape():
+    p, y = _rng.normal(size=(3, 2, 4)), _rng.normal(size=(3, 2, 4))
+    w = np.resize([1.0, 0.0, 2.0, -1.0, 0.5], (3, 4))  # losses are [3, 4] (core: [3, 1, 4])
+    close(contrib.cosine_distance(p, y, dim=1, weights=w),
+          ref_weighted_mean(1 - (p * y).sum(axis=1), w))
+
+
+def test_zero_weights_give_zero_even_for_nan_losses():
+    # contrib's _safe_div: 0 when nothing is present, whatever the (NaN) numerator
+    assert contrib.compute_weighted_loss([np.nan, 1.0], 0.0) == 0.0
+    # but a zero weight next to present losses does not mask a NaN: 0 * NaN = NaN
+    assert np.isnan(contrib.compute_weighted_loss([[np.nan, 1.0], [2.0, 3.0]], [0.0, 1.0]))
+    assert contrib.log_loss([[2.0]], [[1.0]], 0.0) == 0.0  # log of a negative: NaN loss
+
+
 def test_prefix_weights_on_3d_losses():
     losses = _rng.normal(size=(2, 3, 4))
     w = np.array([[1.0, 0.0, 2.0], [0.5, -1.0, 0.0]])  # [B, d1] of [B, d1, d2]

@@ -141,7 +141,7 @@ def _num_present(loss_shape: tuple[int, ...], w: np.ndarray, per_batch: bool = F
     """
     if w.ndim == 0:
         batch = loss_shape[0] if loss_shape else 1
-        counts = np.full(batch, float(math.prod(loss_shape[1:]) if True else 0))
+        counts = np.full(batch, float(math.prod(loss_shape[1:]) if w != 0 else 0))
     else:
         rows = w.reshape(w.shape[0], math.prod(w.shape[1:]))
         counts = np.count_nonzero(rows, axis=1) * float(math.prod(loss_shape[w.ndim:]))

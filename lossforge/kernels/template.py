@@ -26,27 +26,30 @@ CHUNK = 16384  # elements per parallel work item; partial sums stay in float64
 def _reduce_range(y, p, w, params, start, stop):
     """(sum L*W, sum W, count W != 0) over flat elements [start, stop)."""
     inner = w.shape[2]
-    middle_inner = w.shape[1] * inner
-    ia = start // middle_inner
-    rest = start - ia * middle_inner
+    middle = w.shape[1]
+    ia = start // (middle * inner)
+    rest = start - ia * middle * inner
     im = rest // inner
     ii = rest - im * inner
     weighted = 0.0
     weights = 0.0
     nonzero = 0.0
-    for j in range(start, stop):
-        wt = float64(w[ia, im, ii])
-        weighted += LOSS_AT(y, p, j, params) * wt
-        weights += wt
-        if wt != 0.0:
-            nonzero += 1.0
-        ii += 1
-        if ii == inner:
-            ii = 0
-            im += 1
-            if im == w.shape[1]:
-                im = 0
-                ia += 1
+    j = start
+    while j < stop:
+        # one run along the innermost weights axis: a tight loop without index bookkeeping
+        run = min(inner - ii, stop - j)
+        row = w[ia, im]
+        for t in range(run):
+            wt = float64(row[ii + t])
+            weighted += LOSS_AT(y, p, j + t, params) * wt
+            weights += wt
+            nonzero += 1.0 if wt != 0.0 else 0.0
+        j += run
+        ii = 0
+        im += 1
+        if im == middle:
+            im = 0
+            ia += 1
     return weighted, weights, nonzero
 
 
