@@ -79,14 +79,14 @@ def check_weights_broadcast(weights: np.ndarray, loss_shape: tuple[int, ...], na
         return
     if weights.ndim != len(loss_shape):
         raise InvalidArgumentError(
-            f"`{name}` can not be broadcast to values. values.rank={len(loss_shape)}. "
+            f"{name} can not be broadcast to values. values.rank={len(loss_shape)}. "
             f"weights.rank={weights.ndim}. values.shape={loss_shape}. weights.shape={weights.shape}. "
             f"Pass a scalar, or weights of rank {len(loss_shape)} whose every dim is 1 or equal to "
             f"the loss's (e.g. shape {_per_sample(loss_shape)} for one weight per sample).")
     for i, (w, l) in enumerate(zip(weights.shape, loss_shape)):
         if w != 1 and w != l:
             raise InvalidArgumentError(
-                f"`{name}` can not be broadcast to values. Mismatch at dim {i}: "
+                f"{name} can not be broadcast to values. Mismatch at dim {i}: "
                 f"values.shape={loss_shape}, weights.shape={weights.shape}; each weights dim must "
                 f"be 1 or equal to the loss's dim.")
 

@@ -17,6 +17,13 @@ def test_tf_graph_mode_value_3d():
     assert mpse(LABELS_3D, PREDICTIONS_3D) == pytest.approx(111.53333, rel=1e-6)
 
 
+def test_tf_test3d_value():
+    """TF's losses_test.py test3d data: 137.5 (contrib's 2/n**2 normalisation gave 122.22)."""
+    labels = [[[1, 9, 2], [12, 11, 10], [9, 8, 7]], [[-5, -5, 7], [6, 5, 4], [3, 2, 1]]]
+    predictions = [[[4, 8, 12], [1, 2, 3], [4, 5, 6]], [[8, 1, 3], [7, 8, 9], [10, 11, 12]]]
+    assert mpse(np.float32(labels), np.float32(predictions)) == pytest.approx(137.5, rel=1e-6)
+
+
 def test_equals_mean_over_unordered_pairs_summed_over_samples():
     rng = np.random.default_rng(0)
     y, p = rng.normal(size=(5, 3, 4)), rng.normal(size=(5, 3, 4))
