@@ -52,7 +52,6 @@ LF = lossforge.losses
 
 REDUCTIONS = ("NONE", "SUM", "MEAN", "SUM_OVER_BATCH_SIZE", "SUM_BY_NONZERO_WEIGHTS",
               "SUM_OVER_NONZERO_WEIGHTS")
-SCALAR_REDUCTIONS = REDUCTIONS[1:]
 
 F32 = np.float32
 RTOL = 1e-5      # float32 rounding of TF's arithmetic
@@ -651,18 +650,18 @@ def test_tf_test_suite_compute_weighted_loss(weights_id, reduction):
     pytest.param((17.0,), id="scalar-1d"),
 ])
 def test_tf_test_suite_compute_weighted_loss_invalid_weights(weights):
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         TFL.compute_weighted_loss(_CWL_RAW, weights=weights)
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         LF.compute_weighted_loss(_CWL_RAW, weights=weights)
 
 
 def test_tf_test_suite_compute_weighted_loss_mismatched_dim():
     losses = _CWL_RAW.reshape(3, 2, 4, 1)
     weights = np.ones((3, 2, 4, 2))
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         TFL.compute_weighted_loss(losses, weights=weights)
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         LF.compute_weighted_loss(losses, weights=weights)
 
 
@@ -714,9 +713,9 @@ def test_tf_test_suite_pairwise_3d_manual_value():
 
 def test_tf_test_suite_pairwise_invalid_3d_weights():
     weights = np.asarray((1.2, 3.4))  # testInvalid3dWeighted2x0
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         TFL.mean_pairwise_squared_error(_PW_LABELS_3D, _PW_PRED_3D, weights=weights)
-    with pytest.raises(ValueError, match="weights can not be broadcast to values"):
+    with pytest.raises(ValueError, match="can not be broadcast to values"):
         LF.mean_pairwise_squared_error(_PW_LABELS_3D, _PW_PRED_3D, weights=weights)
 
 
@@ -872,8 +871,8 @@ for _row_id, _row, _target in (
                                                                                    _ls)
     NONFINITE_CASES[f"sparse_softmax_cross_entropy-{_row_id}"] = _bad_sparse(_row, _target)
 
-NONFINITE_WEIGHTS = ("ones", "zero_where_nonfinite", "all_zero", "nan_weight", "scalar_nan",
-                     "scalar_0")
+NONFINITE_WEIGHTS = ("ones", "zero_where_nonfinite", "all_zero", "nan_weight", "inf_weight",
+                     "scalar_nan", "scalar_inf", "scalar_0")
 
 
 def _nonfinite_weights(kind, unweighted):
@@ -884,13 +883,15 @@ def _nonfinite_weights(kind, unweighted):
         return np.where(np.isfinite(unweighted), 1.0, 0.0).astype(F32)
     if kind == "all_zero":
         return np.zeros(shape, F32)
-    if kind == "nan_weight":  # a NaN weight on a finite loss (or the first element)
+    if kind in ("nan_weight", "inf_weight"):  # on a finite loss (or the first element)
         w = np.ones(shape, F32)
         finite = np.flatnonzero(np.isfinite(unweighted))
-        w.flat[finite[0] if finite.size else 0] = np.nan
+        w.flat[finite[0] if finite.size else 0] = np.nan if kind == "nan_weight" else np.inf
         return w
     if kind == "scalar_nan":
         return float("nan")
+    if kind == "scalar_inf":
+        return float("inf")
     if kind == "scalar_0":
         return 0.0
     raise AssertionError(kind)
@@ -907,8 +908,9 @@ def test_nonfinite_parity(case_id, weights_kind, reduction):
     if reduction == "NONE":
         scale = 0.0
     else:
-        finite_w = np.nan_to_num(np.asarray(weights, np.float64))
-        with np.errstate(invalid="ignore"):
+        w64 = np.asarray(weights, np.float64)
+        finite_w = np.where(np.isfinite(w64), w64, 0.0)  # the scale of the finite part only
+        with np.errstate(invalid="ignore", over="ignore"):
             scale = reduction_scale(unweighted * finite_w, finite_w, unweighted.shape, reduction,
                                     expected)
     assert_parity(actual, expected, scale=scale, what=f"{case_id} {weights_kind} {reduction}")
@@ -922,6 +924,112 @@ def test_nonfinite_cases_cover_defined_extremes():
     fn, kwargs = NONFINITE_CASES["softmax_cross_entropy-ls0.0-1e4"]
     assert np.isfinite(_numpy(TFL.softmax_cross_entropy(
         reduction=TFL.Reduction.NONE, **kwargs))).all()
+
+
+# --------------------------------------------------------------------------------------------
+# more shapes, parameter values and input types (each against TF, for every reduction)
+
+def _extra_cases():
+    rng = _rng("extra-cases")
+    u = lambda lo, hi, shape, dt=F32: rng.uniform(lo, hi, shape).astype(dt)  # noqa: E731
+    # 40960 elements: above lossforge's parallel-kernel threshold (32768), so these run the
+    # multi-threaded kernels (one elementwise and one row-wise formula: compiling is slow)
+    big = (256, 160)
+    logits3 = (3 * rng.normal(size=(2, 3, C))).astype(F32)
+    onehot3 = np.eye(C, dtype=F32)[rng.integers(0, C, (2, 3))]
+    cos3_l, cos3_p = _unit(rng, (2, 3, 4), -1), _unit(rng, (2, 3, 4), -1)
+    cases = {
+        # softmax / sparse over 3-d logits: losses [2, 3]
+        "softmax-3d-per-element": ("softmax_cross_entropy", dict(
+            onehot_labels=onehot3, logits=logits3, weights=u(0, 2, (2, 3)))),
+        "softmax-3d-ls0.3-per-sample": ("softmax_cross_entropy", dict(
+            onehot_labels=onehot3, logits=logits3, weights=u(0.5, 2, (2, 1)),
+            label_smoothing=0.3)),
+        "softmax-soft-labels": ("softmax_cross_entropy", dict(
+            onehot_labels=np.full((B, C), 1.0 / C, F32), logits=logits3[0, :, :].repeat(2, 0)[:B],
+            weights=u(0, 2, (B,)))),
+        "softmax-negative-label-smoothing": ("softmax_cross_entropy", dict(
+            onehot_labels=onehot3, logits=logits3, label_smoothing=-0.2)),
+        "sparse-3d-per-element": ("sparse_softmax_cross_entropy", dict(
+            labels=rng.integers(0, C, (2, 3)).astype(np.int64), logits=logits3,
+            weights=u(0, 2, (2, 3)))),
+        "sparse-3d-weights-trailing-1": ("sparse_softmax_cross_entropy", dict(
+            labels=rng.integers(0, C, (2, 3)).astype(np.int32), logits=logits3,
+            weights=u(0, 2, (2, 3, 1)))),
+        "sigmoid-negative-label-smoothing": ("sigmoid_cross_entropy", dict(
+            multi_class_labels=u(0, 1, (B, D)), logits=u(-4, 4, (B, D)), label_smoothing=-0.3)),
+        "sigmoid-label-smoothing-1": ("sigmoid_cross_entropy", dict(
+            multi_class_labels=u(0, 1, (B, D)), logits=u(-4, 4, (B, D)), label_smoothing=1.0)),
+        "cosine-axis-minus-1": ("cosine_distance", dict(
+            labels=cos3_l, predictions=cos3_p, axis=-1, weights=u(0, 2, (2, 1, 1)))),
+        "cosine-axis-1-of-3d": ("cosine_distance", dict(
+            labels=cos3_l, predictions=cos3_p, axis=1, weights=u(0, 2, (1, 1, 4)))),
+        "cosine-unnormalised": ("cosine_distance", dict(
+            labels=u(-3, 3, (B, D)), predictions=u(-3, 3, (B, D)), axis=1)),
+        "huber-delta0": ("huber_loss", dict(labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)),
+                                            delta=0.0)),
+        "huber-negative-delta": ("huber_loss", dict(
+            labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)), delta=-0.5)),
+        "log_loss-large-epsilon": ("log_loss", dict(
+            labels=u(0, 1, (B, D)), predictions=u(0, 1, (B, D)), epsilon=0.5)),
+        "log_loss-negative-epsilon": ("log_loss", dict(
+            labels=u(0, 1, (B, D)), predictions=u(0.2, 0.8, (B, D)), epsilon=-0.1)),
+        "hinge-fractional-labels": ("hinge_loss", dict(
+            labels=np.array([[0.5, 0.25, 2.0]] * 2, F32), logits=u(-2, 2, (2, 3)))),
+        "weights-1x1": ("mean_squared_error", dict(
+            labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)), weights=np.full((1, 1), 1.5))),
+        "weights-int": ("absolute_difference", dict(
+            labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)),
+            weights=rng.integers(0, 3, (B, D)).astype(np.int32))),
+        "weights-bool": ("absolute_difference", dict(
+            labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)),
+            weights=rng.integers(0, 2, (B, 1)).astype(bool))),
+        "weights-float64": ("absolute_difference", dict(
+            labels=u(-2, 2, (B, D)), predictions=u(-2, 2, (B, D)),
+            weights=rng.uniform(0, 2, (1, D)))),
+        "weights-cancelling-and-negative-zero": ("absolute_difference", dict(
+            labels=u(-2, 2, (2, 4)), predictions=u(-2, 2, (2, 4)),
+            weights=np.array([[1.0, -1.0, 0.5, -0.5], [-0.0, 2.0, -2.0, 0.0]], F32))),
+        "python-lists": ("mean_squared_error", dict(
+            labels=[[0.5, 1.0], [2.0, -1.0]], predictions=[[1.0, 1.0], [0.0, 0.5]],
+            weights=[[1.0], [0.5]])),
+        "int-inputs": ("absolute_difference", dict(
+            labels=np.array([[1, 9, 2], [-5, -2, 6]], np.int32),
+            predictions=np.array([[4, 8, 12], [8, 1, 3]], np.int64))),
+        "1d-inputs": ("huber_loss", dict(labels=u(-2, 2, (7,)), predictions=u(-2, 2, (7,)),
+                                         weights=u(0, 2, (7,)))),
+        "4d-inputs": ("log_loss", dict(labels=u(0, 1, (2, 1, 3, 2)),
+                                       predictions=u(0.05, 0.95, (2, 1, 3, 2)),
+                                       weights=u(0, 2, (2, 1, 1, 2)))),
+        "empty-batch": ("absolute_difference", dict(
+            labels=np.zeros((0, 3), F32), predictions=np.zeros((0, 3), F32))),
+        "empty-batch-softmax": ("softmax_cross_entropy", dict(
+            onehot_labels=np.zeros((0, 3), F32), logits=np.zeros((0, 3), F32))),
+        "parallel-mse": ("mean_squared_error", dict(
+            labels=u(-2, 2, big), predictions=u(-2, 2, big), weights=u(-1, 2, (big[0], 1)))),
+        "parallel-softmax": ("softmax_cross_entropy", dict(
+            onehot_labels=np.eye(8, dtype=F32)[rng.integers(0, 8, 40000)],
+            logits=u(-5, 5, (40000, 8)), weights=u(0, 2, (40000,)))),
+    }
+    return cases
+
+
+EXTRA_CASES = _extra_cases()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case_id", EXTRA_CASES)
+def test_extra_parity(case_id, reduction):
+    fn, kwargs = EXTRA_CASES[case_id]
+    actual, expected = _both(fn, reduction, **kwargs)
+    if np.asarray(actual).dtype != np.float64:  # float64 weights/inputs: documented difference
+        assert np.asarray(actual).dtype == expected.dtype, case_id
+    scale = 0.0
+    if reduction != "NONE":
+        weighted = _numpy(getattr(TFL, fn)(reduction=TFL.Reduction.NONE, **kwargs))
+        scale = reduction_scale(weighted, kwargs.get("weights", 1.0), weighted.shape, reduction,
+                                expected)
+    assert_parity(actual, expected, scale=scale, what=f"{case_id} {reduction}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1023,6 +1131,23 @@ def test_nn_sparse_softmax_cross_entropy_with_logits(dtype, label_dtype):
     actual = lossforge.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
     assert actual.dtype == expected.dtype == dtype
     assert_parity(actual, expected, **NN_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", (np.float32, np.float64), ids=("float32", "float64"))
+def test_nn_low_rank_inputs(dtype):
+    logits = np.array([0.5, -1.0, 2.0], dtype)
+    labels = np.array([0.2, 0.3, 0.5], dtype)
+    tol = NN_TOL[dtype]
+    assert_parity(lossforge.nn.softmax_cross_entropy_with_logits(labels, logits),
+                  tf.nn.softmax_cross_entropy_with_logits(labels=labels, logits=logits), **tol)
+    assert_parity(lossforge.nn.sparse_softmax_cross_entropy_with_logits(
+                      labels=np.int32(2), logits=logits),
+                  tf.nn.sparse_softmax_cross_entropy_with_logits(labels=np.int32(2),
+                                                                 logits=logits), **tol)
+    assert_parity(lossforge.nn.sigmoid_cross_entropy_with_logits(labels=dtype(0.3),
+                                                                 logits=dtype(-1.5)),
+                  tf.nn.sigmoid_cross_entropy_with_logits(labels=dtype(0.3), logits=dtype(-1.5)),
+                  **tol)
 
 
 _NN_ROWS = np.array([[_NAN, 1.0, 0.0], [_INF, 1.0, 0.0], [1.0, -_INF, 0.0],
