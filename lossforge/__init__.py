@@ -8,10 +8,12 @@ Import is fast: numba is loaded on the first loss computation, not here.
 """
 __version__ = "0.1.0"
 
-from . import losses, nn
+from . import losses, nn, registry
 from .collection import LOSSES, REGULARIZATION_LOSSES, LossCollection
 from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
 from .reduction import LossState, Reduction
+from .registry import LossSpec, Param, register_loss
 
 __all__ = ["InvalidArgumentError", "InvalidTypeError", "LOSSES", "LossCollection", "LossState",
-           "LossforgeError", "REGULARIZATION_LOSSES", "Reduction", "losses", "nn", "__version__"]
+           "LossforgeError", "LossSpec", "Param", "REGULARIZATION_LOSSES", "Reduction", "losses", "nn",
+           "register_loss", "registry", "__version__"]

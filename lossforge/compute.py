@@ -1,8 +1,6 @@
-"""Run one loss's kernel over checked arrays and reduce it: the bridge from API to kernels.
+"""Run one loss's kernel over prepared arrays and reduce it: the bridge from API to kernels.
 
-The API modules (`losses`, `nn`, `compat`) check and convert inputs, then call
-`weighted_loss`. Numba is imported here lazily, on the first computation, not at
-``import lossforge``.
+Numba is imported here lazily, on the first computation, not at ``import lossforge``.
 """
 from __future__ import annotations
 
@@ -13,48 +11,41 @@ import numpy as np
 from .inputs import weights_view
 from .reduction import LossState, Reduction, finalize
 
-__all__ = ["weighted_loss", "loss_state", "kernels_for"]
+__all__ = ["run", "denominator"]
+
+_VALUES, _GRAD = 1, 2  # the template's mode bits
 
 
-def kernels_for(formula: str):
-    """The compiled kernel module of ``formula`` (imports numba on first use)."""
-    from . import kernels
-    return kernels.loss_kernels(formula)
+def denominator(state: LossState, reduction: Reduction) -> float:
+    """The reduction's denominator (1 for NONE and SUM)."""
+    return {Reduction.MEAN: state.weight_sum,
+            Reduction.SUM_OVER_BATCH_SIZE: float(state.element_count),
+            Reduction.SUM_BY_NONZERO_WEIGHTS: state.nonzero_count}.get(reduction, 1.0)
 
 
-def _parallel(n: int) -> bool:
-    from . import kernels
-    return n >= kernels.PARALLEL_THRESHOLD
+def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False):
+    """``(value, grad or None, LossState)`` of ``spec`` over ``prepared`` inputs, in one pass.
 
-
-def loss_state(formula: str, y: np.ndarray, p: np.ndarray, w3: np.ndarray,
-               params: tuple[float, ...], n: int) -> LossState:
-    """The additive partial state of ``formula`` over ``n`` loss elements (one fused pass)."""
-    if n == 0:
-        return LossState()
-    k = kernels_for(formula)
-    run = k.reduce_parallel if _parallel(n) else k.reduce_serial
-    weighted, weights, nonzero = run(y, p, w3, params, n)
-    return LossState(weighted, weights, nonzero, n)
-
-
-def weighted_loss(formula: str, y: np.ndarray, p: np.ndarray, weights: np.ndarray,
-                  loss_shape: tuple[int, ...], params: tuple[float, ...], reduction: Reduction,
-                  out_dtype: np.dtype, kernel_dtype: np.dtype):
-    """``formula`` over kernel-ready ``y``/``p``, weighted by ``weights`` and reduced.
-
-    ``weights`` must already satisfy the broadcast rule against ``loss_shape``. Returns an
-    array of ``loss_shape`` for ``Reduction.NONE``, else a numpy scalar of ``out_dtype``.
+    ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
+    scalar of the output dtype; ``grad`` is shaped like the predictions.
     """
+    from . import kernels
+    y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
-    w3 = weights_view(weights, loss_shape, kernel_dtype)
-    params = tuple(float(v) for v in params)
-    if reduction is Reduction.NONE:
-        out = np.empty(n, dtype=kernel_dtype)
-        if n:
-            k = kernels_for(formula)
-            run = k.values_parallel if _parallel(n) else k.values_serial
-            run(y, p, w3, params, n, out)
-        return out.reshape(loss_shape).astype(out_dtype, copy=False)
-    state = loss_state(formula, y, p, w3, params, n)
-    return out_dtype.type(finalize(state, reduction))
+    none = reduction is Reduction.NONE
+    values = np.empty(n if none else 0, dtype=kd)
+    grad = np.zeros(p.shape, dtype=kd) if with_grad else np.empty((0,) * p.ndim, dtype=kd)
+    sums = (0.0, 0.0, 0.0)
+    if n:
+        k = kernels.loss_kernels(spec)
+        mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
+        run_kernel = k.run_parallel if n >= kernels.PARALLEL_THRESHOLD else k.run_serial
+        sums = run_kernel(y, p, weights_view(weights, loss_shape, kd), params, n, values, grad, mode)
+    state = LossState(*sums, n)
+    value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
+             else out_dtype.type(finalize(state, reduction)))
+    if not with_grad:
+        return value, None, state
+    denom = denominator(state, reduction)
+    grad = grad * (1.0 / denom) if denom != 0 else np.zeros_like(grad)  # div_no_nan's gradient
+    return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state

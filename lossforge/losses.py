@@ -29,13 +29,11 @@ import warnings
 
 import numpy as np
 
-from . import compute, nn
+from .builtins import BUILTINS, WEIGHTED_INPUT
 from .collection import (LOSSES, add_loss, get_losses, get_regularization_loss,
                          get_regularization_losses, get_total_loss)
-from .errors import InvalidArgumentError
-from .inputs import (as_array, as_float_param, check_same_shape, check_weights_broadcast,
-                     float_dtypes, for_kernel)
-from .reduction import Reduction, div_no_nan, resolve_reduction
+from .inputs import as_array, check_same_shape, check_weights_broadcast, float_dtypes, for_kernel
+from .reduction import Reduction, resolve_reduction
 
 __all__ = ["Reduction", "absolute_difference", "add_loss", "compute_weighted_loss",
            "cosine_distance", "get_losses", "get_regularization_loss",
@@ -44,27 +42,16 @@ __all__ = ["Reduction", "absolute_difference", "add_loss", "compute_weighted_los
            "softmax_cross_entropy", "sparse_softmax_cross_entropy"]
 
 _DEFAULT = Reduction.SUM_BY_NONZERO_WEIGHTS
+_SPECS = {spec.name: spec for spec in BUILTINS}
 
 
-def _collect(result, scope, default_name, loss_collection):
-    add_loss(result, loss_collection, name=f"{scope or default_name}/value")
-    return result
-
-
-def _elementwise(formula, labels_name, labels, predictions_name, predictions, weights, params,
-                 scope, loss_collection, reduction):
-    """An elementwise loss of two same-shape inputs, weighted and reduced in one pass."""
+def _loss(spec, labels, predictions, weights, scope, loss_collection, reduction, default_scope,
+          **params):
+    """``spec``'s weighted, reduced value, added to ``loss_collection`` as ``"<scope>/value"``."""
     reduction = resolve_reduction(reduction)
-    y = as_array(labels, labels_name)
-    p = as_array(predictions, predictions_name)
-    check_same_shape(p, y, predictions_name, labels_name)
-    w = as_array(weights, "weights")
-    check_weights_broadcast(w, y.shape)
-    out, kd = float_dtypes(y, p)
-    n = y.size
-    result = compute.weighted_loss(formula, for_kernel(y, kd, (n,)), for_kernel(p, kd, (n,)), w,
-                                   y.shape, params, reduction, out, kd)
-    return _collect(result, scope, formula, loss_collection)
+    result = spec(labels, predictions, weights, reduction, **params)
+    add_loss(result, loss_collection, name=f"{scope or default_scope}/value")
+    return result
 
 
 def absolute_difference(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
@@ -78,16 +65,16 @@ def absolute_difference(labels, predictions, weights=1.0, scope=None, loss_colle
       loss_collection: collection the result is added to (None: not collected).
       reduction: a `Reduction` or its TF string value.
     """
-    return _elementwise("absolute_difference", "labels", labels, "predictions", predictions,
-                        weights, (0.0,), scope, loss_collection, reduction)
+    return _loss(_SPECS["absolute_difference"], labels, predictions, weights, scope,
+                 loss_collection, reduction, "absolute_difference")
 
 
 def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
                        reduction=_DEFAULT):
     """Squared error ``L = (predictions - labels)**2``, weighted and reduced (arguments as
     `absolute_difference`)."""
-    return _elementwise("mean_squared_error", "labels", labels, "predictions", predictions,
-                        weights, (0.0,), scope, loss_collection, reduction)
+    return _loss(_SPECS["mean_squared_error"], labels, predictions, weights, scope,
+                 loss_collection, reduction, "mean_squared_error")
 
 
 def huber_loss(labels, predictions, weights=1.0, delta=1.0, scope=None, loss_collection=LOSSES,
@@ -96,9 +83,8 @@ def huber_loss(labels, predictions, weights=1.0, delta=1.0, scope=None, loss_col
     ``L = 0.5 q**2 + delta (a - q)``, i.e. ``0.5 a**2`` for ``a <= delta`` and
     ``0.5 delta**2 + delta (a - delta)`` beyond. ``delta`` is not validated (as TF: a negative
     delta gives negative losses)."""
-    delta = as_float_param(delta, "delta")
-    return _elementwise("huber_loss", "labels", labels, "predictions", predictions, weights,
-                        (delta,), scope, loss_collection, reduction)
+    return _loss(_SPECS["huber_loss"], labels, predictions, weights, scope, loss_collection,
+                 reduction, "huber_loss", delta=delta)
 
 
 def log_loss(labels, predictions, weights=1.0, epsilon=1e-7, scope=None, loss_collection=LOSSES,
@@ -108,17 +94,16 @@ def log_loss(labels, predictions, weights=1.0, epsilon=1e-7, scope=None, loss_co
 
     As TF, nothing is clipped: predictions outside [0, 1] give NaN, and ``epsilon=0`` with a
     prediction of exactly 0 or 1 gives inf (or NaN where it meets a zero label term)."""
-    epsilon = as_float_param(epsilon, "epsilon")
-    return _elementwise("log_loss", "labels", labels, "predictions", predictions, weights,
-                        (epsilon,), scope, loss_collection, reduction)
+    return _loss(_SPECS["log_loss"], labels, predictions, weights, scope, loss_collection,
+                 reduction, "log_loss", epsilon=epsilon)
 
 
 def hinge_loss(labels, logits, weights=1.0, scope=None, loss_collection=LOSSES,
                reduction=_DEFAULT):
     """Hinge loss ``L = max(0, 1 - (2 labels - 1) logits)``: labels in {0, 1} map to {-1, +1}
     (linearly, without validation, as TF)."""
-    return _elementwise("hinge_loss", "labels", labels, "logits", logits, weights, (0.0,), scope,
-                        loss_collection, reduction)
+    return _loss(_SPECS["hinge_loss"], labels, logits, weights, scope, loss_collection,
+                 reduction, "hinge_loss")
 
 
 def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothing=0,
@@ -127,16 +112,9 @@ def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothi
 
     With ``label_smoothing > 0`` the labels become ``z (1 - label_smoothing) + 0.5
     label_smoothing``. The result has the float dtype of ``logits`` (labels are cast to it)."""
-    reduction = resolve_reduction(reduction)
-    smoothing = as_float_param(label_smoothing, "label_smoothing")
-    z, x, out, kd = nn._matching_labels_logits(multi_class_labels, logits, "multi_class_labels")
-    w = as_array(weights, "weights")
-    check_weights_broadcast(w, x.shape)
-    n = x.size
-    result = compute.weighted_loss("sigmoid_cross_entropy", for_kernel(z, kd, (n,)),
-                                   for_kernel(x, kd, (n,)), w, x.shape, (smoothing,), reduction,
-                                   out, kd)
-    return _collect(result, scope, "sigmoid_cross_entropy_loss", loss_collection)
+    return _loss(_SPECS["sigmoid_cross_entropy"], multi_class_labels, logits, weights, scope,
+                 loss_collection, reduction, "sigmoid_cross_entropy_loss",
+                 label_smoothing=label_smoothing)
 
 
 def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
@@ -153,15 +131,9 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
       >>> lossforge.losses.softmax_cross_entropy(onehot, logits)  # TF prints 0.0583602
       np.float32(0.05836025)
     """
-    reduction = resolve_reduction(reduction)
-    smoothing = as_float_param(label_smoothing, "label_smoothing")
-    z, x, out, kd = nn._matching_labels_logits(onehot_labels, logits, "onehot_labels")
-    if x.ndim == 0:
-        raise InvalidArgumentError("`logits` must have at least one dimension (the class axis).")
-    w = as_array(weights, "weights")
-    check_weights_broadcast(w, x.shape[:-1])
-    result = nn.softmax_rows(z, x, smoothing, reduction, w, out, kd)
-    return _collect(result, scope, "softmax_cross_entropy_loss", loss_collection)
+    return _loss(_SPECS["softmax_cross_entropy"], onehot_labels, logits, weights, scope,
+                 loss_collection, reduction, "softmax_cross_entropy_loss",
+                 label_smoothing=label_smoothing)
 
 
 def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
@@ -171,26 +143,8 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
     ``labels`` has shape ``logits.shape[:-1]`` (a trailing 1 is squeezed); weights of one rank
     more than the labels have their last dim squeezed, so ``[B, 1]`` works. Labels outside
     ``[0, num_classes)`` raise `InvalidArgumentError` naming the first offending index."""
-    reduction = resolve_reduction(reduction)
-    lab = as_array(labels, "labels")
-    x = as_array(logits, "logits")
-    w = as_array(weights, "weights")
-    # TF's _remove_squeezable_dimensions(expected_rank_diff=1)
-    if x.ndim - lab.ndim == 0 and lab.ndim and lab.shape[-1] == 1:
-        lab = lab[..., 0]
-    elif x.ndim - lab.ndim == 2 and x.shape[-1] == 1:
-        x = x[..., 0]
-    if w.ndim - lab.ndim == 1:
-        if w.shape[-1] != 1:
-            raise InvalidArgumentError(
-                f"`weights` of shape {w.shape} has one dim more than `labels` {lab.shape}, so its "
-                f"last dim is squeezed, but that dim is {w.shape[-1]}, not 1.")
-        w = w[..., 0]
-    nn.check_sparse_labels(lab, x)
-    check_weights_broadcast(w, lab.shape)
-    out, kd = float_dtypes(x)
-    result = nn.sparse_rows(lab, x, reduction, w, out, kd)
-    return _collect(result, scope, "sparse_softmax_cross_entropy_loss", loss_collection)
+    return _loss(_SPECS["sparse_softmax_cross_entropy"], labels, logits, weights, scope,
+                 loss_collection, reduction, "sparse_softmax_cross_entropy_loss")
 
 
 def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
@@ -200,30 +154,11 @@ def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
     Inputs are assumed unit-normalised (nothing is normalised). The losses keep ``axis`` with
     size 1 (TF's keepdims), so weights for ``[B, D]`` inputs with ``axis=1`` are scalar,
     ``[B, 1]`` or ``[1, 1]``. ``dim`` is the deprecated name of ``axis``."""
-    if dim is not None:
-        if axis is not None:
-            raise InvalidArgumentError("Cannot specify both 'dim' and 'axis'.")
+    if dim is not None and axis is None:
         warnings.warn("cosine_distance: `dim` is deprecated, use `axis`.", DeprecationWarning,
                       stacklevel=2)
-        axis = dim
-    if axis is None:
-        raise InvalidArgumentError("You must specify argument `axis`.")
-    reduction = resolve_reduction(reduction)
-    y = as_array(labels, "labels")
-    p = as_array(predictions, "predictions")
-    check_same_shape(p, y, "predictions", "labels")
-    if y.ndim == 0:
-        raise InvalidArgumentError("cosine_distance needs inputs of rank >= 1 to reduce over `axis`.")
-    axis = nn.normalize_axis(axis, y.ndim, "axis")
-    loss_shape = y.shape[:axis] + (1,) + y.shape[axis + 1:]
-    w = as_array(weights, "weights")
-    check_weights_broadcast(w, loss_shape)
-    out, kd = float_dtypes(y, p)
-    shape3 = (math.prod(y.shape[:axis]), y.shape[axis], math.prod(y.shape[axis + 1:]))
-    result = compute.weighted_loss("cosine_distance", for_kernel(y, kd, shape3),
-                                   for_kernel(p, kd, shape3), w, loss_shape, (0.0,), reduction,
-                                   out, kd)
-    return _collect(result, scope, "cosine_distance_loss", loss_collection)
+    return _loss(_SPECS["cosine_distance"], labels, predictions, weights, scope, loss_collection,
+                 reduction, "cosine_distance_loss", axis=axis, dim=dim)
 
 
 def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSES,
@@ -235,15 +170,8 @@ def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSE
     Example (seed 000): ``losses [4, 1, 2, 3]``, ``weights [1, 0.5, 3, 9]`` ->
     ``(4*1 + 1*0.5 + 2*3 + 3*9) / 4 = 9.375``.
     """
-    reduction = resolve_reduction(reduction)
-    values = as_array(losses, "losses")
-    w = as_array(weights, "weights")
-    check_weights_broadcast(w, values.shape)
-    out, kd = float_dtypes(values)
-    flat = for_kernel(values, kd, (values.size,))
-    result = compute.weighted_loss("weighted_input", flat, flat, w, values.shape, (0.0,), reduction,
-                                   out, kd)
-    return _collect(result, scope, "weighted_loss", loss_collection)
+    return _loss(WEIGHTED_INPUT, losses, losses, weights, scope, loss_collection, reduction,
+                 "weighted_loss")
 
 
 def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
@@ -274,7 +202,9 @@ def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
     term1 = 2.0 * _div_no_nan(ss, np.maximum(present - 1.0, 0.0))
     term2 = 2.0 * _div_no_nan(s * s, np.maximum(present * (present - 1.0), 0.0))
     total = float(np.sum((term1 - term2) * weight_sums)) if present.sum() > 0 else 0.0
-    return _collect(out.type(total), scope, "mean_pairwise_squared_error", loss_collection)
+    result = out.type(total)
+    add_loss(result, loss_collection, name=f"{scope or 'mean_pairwise_squared_error'}/value")
+    return result
 
 
 def _pairwise_weights(w: np.ndarray, shape: tuple[int, ...], batch: int):
@@ -294,4 +224,3 @@ def _div_no_nan(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.divide(x, y, out=np.zeros_like(x), where=y != 0)
 
 
-__all__ += ["div_no_nan"]

@@ -7,19 +7,21 @@ max-shifted log-sum-exp for the softmax, accumulated in float64.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from . import compute
-from .errors import InvalidArgumentError, InvalidTypeError
-from .inputs import as_array, check_same_shape, float_dtypes, for_kernel
+from .builtins import BUILTINS, check_sparse_labels, normalize_axis
+from .errors import InvalidArgumentError
+from .inputs import as_array
 from .reduction import Reduction
 
 __all__ = ["sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
            "sparse_softmax_cross_entropy_with_logits"]
 
-_UNIT = np.ones((), dtype=np.float64)
+_SPECS = {spec.name: spec for spec in BUILTINS}
+
+
+def _per_example(name: str, labels, logits):
+    return _SPECS[name](labels, logits, 1.0, Reduction.NONE)
 
 
 def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
@@ -37,11 +39,7 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
       >>> lossforge.nn.sigmoid_cross_entropy_with_logits(labels=[1.0, 0.0], logits=np.float32([0, 0]))
       array([0.6931472, 0.6931472], dtype=float32)
     """
-    z, x, out, kd = _matching_labels_logits(labels, logits, "labels")
-    n = x.size
-    return compute.weighted_loss("sigmoid_cross_entropy", for_kernel(z, kd, (n,)),
-                                 for_kernel(x, kd, (n,)), _UNIT, x.shape, (0.0,),
-                                 Reduction.NONE, out, kd)
+    return _per_example("sigmoid_cross_entropy", labels, logits)
 
 
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
@@ -65,15 +63,13 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
       TF prints ``[0.00917445, 0.16984604, 0.05498521, 0.00281022, 0.05498521]``: it reduces
       in float32, lossforge in float64 (the exact values round to lossforge's).
     """
-    z, x, out, kd = _matching_labels_logits(labels, logits, "labels")
-    if x.ndim == 0:
-        raise InvalidArgumentError("`logits` must have at least one dimension (the class axis); "
-                                   "got a scalar.")
-    axis = normalize_axis(axis, x.ndim, "axis")
-    if axis != x.ndim - 1:
-        x = np.moveaxis(x, axis, -1)
-        z = np.moveaxis(z, axis, -1)
-    return softmax_rows(z, x, 0.0, Reduction.NONE, _UNIT, out, kd)
+    z = as_array(labels, "labels")
+    x = as_array(logits, "logits")
+    if x.ndim and z.shape == x.shape:
+        axis = normalize_axis(axis, x.ndim, "axis")
+        if axis != x.ndim - 1:
+            x, z = np.moveaxis(x, axis, -1), np.moveaxis(z, axis, -1)
+    return _per_example("softmax_cross_entropy", z, x)
 
 
 def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None):
@@ -94,70 +90,5 @@ def sparse_softmax_cross_entropy_with_logits(labels=None, logits=None, name=None
     """
     lab = as_array(labels, "labels")
     x = as_array(logits, "logits")
-    check_sparse_labels(lab, x)
-    out, kd = float_dtypes(x)
-    return sparse_rows(lab, x, Reduction.NONE, _UNIT, out, kd)
-
-
-# --- shared with lossforge.losses -------------------------------------------------------------
-
-def _matching_labels_logits(labels, logits, labels_name):
-    z = as_array(labels, labels_name)
-    x = as_array(logits, "logits")
-    check_same_shape(x, z, "logits", labels_name)
-    out, kd = float_dtypes(x)
-    return z, x, out, kd
-
-
-def normalize_axis(axis, ndim: int, name: str) -> int:
-    """A valid non-negative axis for ``ndim`` dims, or an error naming ``name``."""
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise InvalidTypeError(f"`{name}` must be an int axis; got {type(axis).__name__} {axis!r}.")
-    if not -ndim <= axis < ndim:
-        raise InvalidArgumentError(
-            f"`{name}`={axis} is out of range for inputs of rank {ndim}: use an axis in "
-            f"[{-ndim}, {ndim - 1}].")
-    return int(axis) % ndim
-
-
-def softmax_rows(z, x, label_smoothing: float, reduction, weights, out, kd):
-    """Softmax cross-entropy over the last axis of ``x`` (``z`` of the same shape)."""
-    loss_shape = x.shape[:-1]
-    rows, classes = math.prod(loss_shape), x.shape[-1]
-    return compute.weighted_loss("softmax_cross_entropy", for_kernel(z, kd, (rows, classes)),
-                                 for_kernel(x, kd, (rows, classes)), weights, loss_shape,
-                                 (label_smoothing,), reduction, out, kd)
-
-
-def check_sparse_labels(labels: np.ndarray, logits: np.ndarray) -> None:
-    """Sparse labels must be integers of shape ``logits.shape[:-1]`` within ``[0, classes)``."""
-    if labels.dtype.kind not in "iu":
-        raise InvalidTypeError(
-            f"`labels` must be integer class indices (int32/int64); got dtype {labels.dtype}. "
-            f"Convert one-hot labels with argmax, or use softmax_cross_entropy for them.")
-    if logits.ndim == 0 or labels.ndim != logits.ndim - 1:
-        raise InvalidArgumentError(
-            f"`labels.shape.rank` must equal `logits.shape.rank - 1`; got labels.shape="
-            f"{labels.shape} and logits.shape={logits.shape}.")
-    if labels.shape != logits.shape[:-1]:
-        raise InvalidArgumentError(
-            f"`labels` must have shape logits.shape[:-1]={logits.shape[:-1]}; got {labels.shape}.")
-    classes = logits.shape[-1]
-    if labels.size:
-        bad = (labels < 0) | (labels >= classes)
-        if bad.any():
-            first = np.unravel_index(int(np.flatnonzero(bad)[0]), labels.shape)
-            raise InvalidArgumentError(
-                f"Received a label value of {labels[first]} at index {tuple(map(int, first))} of "
-                f"`labels`, which is outside the valid range of [0, {classes}): logits have "
-                f"{classes} classes.")
-
-
-def sparse_rows(labels, x, reduction, weights, out, kd):
-    """Sparse softmax cross-entropy of checked integer ``labels`` against ``x``."""
-    loss_shape = labels.shape
-    rows, classes = math.prod(loss_shape), x.shape[-1]
-    lab = np.ascontiguousarray(labels, dtype=np.int64).reshape(rows)
-    return compute.weighted_loss("sparse_softmax_cross_entropy", lab,
-                                 for_kernel(x, kd, (rows, classes)), weights, loss_shape,
-                                 (0.0,), reduction, out, kd)
+    check_sparse_labels(lab, x)  # no squeezing of trailing 1s here, unlike the losses API
+    return _per_example("sparse_softmax_cross_entropy", lab, x)

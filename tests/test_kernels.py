@@ -32,10 +32,11 @@ CALL = """
     import json, numpy as np, lossforge
     from lossforge import kernels
     v = lossforge.losses.huber_loss(np.arange(6.0).reshape(2, 3), np.ones((2, 3)), weights=[[1.0], [0.5]])
-    k = kernels.loss_kernels("huber_loss")
+    k = kernels.loss_kernels(lossforge.registry.get("huber_loss"))
     print(json.dumps({"value": float(v), "dir": str(kernels.cache_directory()),
-                      "hits": sum(k.reduce_serial._cache_hits.values()),
-                      "misses": sum(k.reduce_serial._cache_misses.values())}))
+                      "file": k.__file__,
+                      "hits": sum(k.run_serial._cache_hits.values()),
+                      "misses": sum(k.run_serial._cache_misses.values())}))
 """
 
 
@@ -47,7 +48,8 @@ def test_kernels_compile_once_then_load_from_the_cache(tmp_path):
     assert (first["hits"], first["misses"]) == (0, 1)
     assert (second["hits"], second["misses"]) == (1, 0)
     cache = os.listdir(first["dir"])
-    assert "huber_loss.py" in cache and "__pycache__" in cache
+    assert os.path.basename(first["file"]) in cache and "__pycache__" in cache
+    assert os.path.basename(first["file"]).startswith("huber_loss_")
     assert os.path.basename(first["dir"]).startswith("kernels-")
 
 
@@ -76,9 +78,10 @@ def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):
 
 def test_generated_module_holds_the_loss_formula():
     from lossforge import kernels
-    kernels.loss_kernels("log_loss")
-    source = (kernels.cache_directory() / "log_loss.py").read_text()
-    assert "_SCALAR = _formulas.log_loss" in source
+    spec = lossforge.registry.get("log_loss")
+    source = open(kernels.loss_kernels(spec).__file__).read()
+    assert f"_VALUE = _jitted({spec.fingerprint!r}, 'value')" in source
+    assert "_VALUE(float64(y[j]), float64(p[j]), params[0])" in source
     assert "fastmath" not in source  # NaN checks must survive (see numba-cuda.md)
 
 
@@ -89,11 +92,11 @@ def test_serial_and_parallel_kernels_give_the_same_state():
     n = 100_003
     y, p = rng.random(n).astype(np.float32), rng.random(n).astype(np.float32)
     w = weights_view(rng.random(n).astype(np.float32), (n,), np.dtype(np.float32))
-    k = kernels.loss_kernels("log_loss")
-    serial = k.reduce_serial(y, p, w, (1e-7,), n)
-    parallel = k.reduce_parallel(y, p, w, (1e-7,), n)
-    np.testing.assert_allclose(serial, parallel, rtol=1e-12)
+    k = kernels.loss_kernels(lossforge.registry.get("log_loss"))
     a, b = np.empty(n, np.float32), np.empty(n, np.float32)
-    k.values_serial(y, p, w, (1e-7,), n, a)
-    k.values_parallel(y, p, w, (1e-7,), n, b)
+    ga, gb = np.empty(n, np.float32), np.empty(n, np.float32)
+    serial = k.run_serial(y, p, w, (1e-7,), n, a, ga, 3)
+    parallel = k.run_parallel(y, p, w, (1e-7,), n, b, gb, 3)
+    np.testing.assert_allclose(serial, parallel, rtol=1e-12)
     np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(ga, gb)

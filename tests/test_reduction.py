@@ -45,15 +45,18 @@ def test_finalize_each_reduction():
 def test_states_add_so_chunks_reduce_exactly():
     """The kernels' states of two halves add up to the state of the whole."""
     from lossforge import compute
-    from lossforge.inputs import weights_view
+    from lossforge.registry import Prepared
     rng = np.random.default_rng(0)
     y, p = rng.normal(size=1000), rng.normal(size=1000)
     w = rng.uniform(-1, 2, size=1000)
     w[::7] = 0
 
+    spec = lossforge.registry.get("mean_squared_error")
+    f64 = np.dtype(np.float64)
+
     def state(lo, hi):
-        w3 = weights_view(w[lo:hi], (hi - lo,), np.dtype(np.float64))
-        return compute.loss_state("mean_squared_error", y[lo:hi], p[lo:hi], w3, (0.0,), hi - lo)
+        prepared = Prepared(y[lo:hi], p[lo:hi], w[lo:hi], (hi - lo,), (hi - lo,), f64, f64)
+        return compute.run(spec, prepared, (), Reduction.SUM)[2]
 
     whole, halves = state(0, 1000), state(0, 400) + state(400, 1000)
     assert halves.element_count == whole.element_count == 1000

@@ -3,10 +3,11 @@
 Importing this package imports numba; the rest of lossforge imports it lazily (only when a
 loss is first computed), so ``import lossforge`` stays fast.
 
-Each loss's kernels live in a module generated from ``template.py`` with that loss's formula
-from ``formulas.py``, written to a cache directory whose name is a fingerprint of the kernel
-sources and of the Python, numba, llvmlite and numpy versions. An edit or an upgrade thus
-lands in a fresh directory: a stale compiled kernel is never loaded. The directory is
+Each loss's kernels live in a module generated from ``template.py`` around that loss's
+registered formulas, named after the loss and the fingerprint of its formulas, in a cache
+directory whose name is a fingerprint of the template and of the lossforge, Python, numba,
+llvmlite and numpy versions. An edited formula, template or upgrade thus lands in a fresh
+module: a stale compiled kernel is never loaded. The directory is
 ``$LOSSFORGE_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossforge`` (``~/.cache/lossforge``); if it
 cannot be written, a temporary directory is used with one warning.
 """
@@ -26,8 +27,6 @@ from types import ModuleType
 import llvmlite
 import numba
 import numpy as np
-
-from . import formulas
 
 __all__ = ["loss_kernels", "pairwise_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
@@ -50,7 +49,7 @@ def _fingerprint() -> str:
     for part in (__version__, platform.python_version(), numba.__version__,
                  llvmlite.__version__, np.__version__):
         digest.update(part.encode() + b"\0")
-    for name in ("formulas.py", "template.py", "pairwise.py"):
+    for name in ("template.py", "pairwise.py"):
         digest.update((_HERE / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -96,36 +95,51 @@ def _load(module_name: str, source: str) -> ModuleType:
     return module
 
 
-def _slot(formula_name: str) -> str:
-    """The slot text binding ``LOSS_AT`` to a formula of either form."""
-    import inspect
-    formula = getattr(formulas, formula_name)
-    arity = len(inspect.signature(formula.py_func).parameters)
-    if arity == 4:  # row-wise: f(y, p, j, params)
-        return f"LOSS_AT = _formulas.{formula_name}\n"
-    return (f"_SCALAR = _formulas.{formula_name}\n\n\n"
-            "@njit(inline=\"always\")\n"
-            "def LOSS_AT(y, p, j, params):\n"
-            "    return _SCALAR(float64(y[j]), float64(p[j]), params)\n")
+def _slot(spec) -> str:
+    """The slot text binding ``LOSS_AT``/``GRAD_AT`` to ``spec``'s compiled formulas."""
+    params = "".join(f", params[{i}]" for i in range(len(spec.params)))
+    lines = ["from lossforge.registry import jitted_formula as _jitted",
+             f"_VALUE = _jitted({spec.fingerprint!r}, 'value')"]
+    if spec.grad is not None:
+        lines.append(f"_GRAD = _jitted({spec.fingerprint!r}, 'grad')")
+    if spec.kind == "rowwise":
+        value = f"_VALUE(y, p, j{params})"
+        grad = f"_GRAD(y, p, j, scale, grad{params})"
+    else:
+        value = f"_VALUE(float64(y[j]), float64(p[j]){params})"
+        grad = f"grad[j] = scale * _GRAD(float64(y[j]), float64(p[j]){params})"
+    if spec.grad is None:
+        grad = "pass  # no gradient formula: never called (mode has no GRAD bit)"
+    return "\n".join(lines + [
+        "", "", '@njit(inline="always")', "def LOSS_AT(y, p, j, params):", f"    return {value}",
+        "", "", '@njit(inline="always")', "def GRAD_AT(y, p, j, scale, grad, params):",
+        f"    {grad}", ""])
 
 
-def loss_kernels(formula_name: str) -> ModuleType:
-    """The kernel module of the formula ``formulas.<formula_name>``, built on first use.
+def loss_kernels(spec):
+    """The kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
-    It provides ``reduce_serial``/``reduce_parallel(y, p, w, params, n) -> (sum L*W, sum W,
-    count W != 0)`` and ``values_serial``/``values_parallel(y, p, w, params, n, out)``.
+    It provides ``run_serial``/``run_parallel(y, p, w, params, n, values, grad, mode) ->
+    (sum L*W, sum W, count W != 0)`` (see ``template.py``).
     """
-    module = _modules.get(formula_name)
+    key = spec.fingerprint
+    module = _modules.get(key)
     if module is not None:
         return module
     with _lock:
-        if formula_name not in _modules:
+        if key not in _modules:
+            from lossforge import registry
+            registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             template = (_HERE / "template.py").read_text()
             head, rest = template.split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-            source = head + _SLOT_BEGIN + _slot(formula_name) + _SLOT_END + tail
-            _modules[formula_name] = _load(formula_name, source)
-        return _modules[formula_name]
+            source = head + _SLOT_BEGIN + _slot(spec) + _SLOT_END + tail
+            _modules[key] = _load(f"{_safe(spec.name)}_{key}", source)
+        return _modules[key]
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)[:40]
 
 
 def pairwise_kernels() -> ModuleType:

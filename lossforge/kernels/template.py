@@ -1,36 +1,47 @@
-"""Driver loops of one loss, compiled around that loss's formula.
+"""Driver loops of one loss, compiled around that loss's formulas.
 
-This file is a template: `lossforge.kernels` copies it into a cache directory once per loss,
-replacing the formula slot with that loss's formula, and imports the copy. Each loss thus
-gets its own module of ``cache=True`` kernels (numba caches a function only when the
-formula it calls is a module global, not an argument). As written, the slot holds
-``weighted_input`` and this file is the kernel of ``compute_weighted_loss``.
+This file is a template: `lossforge.kernels` copies it into a cache directory once per loss
+(and per fingerprint of its formulas), replacing the formula slot with that loss's
+``LOSS_AT``/``GRAD_AT``, and imports the copy. Each loss thus gets its own module of
+``cache=True`` kernels (numba caches a function only when the formula it calls is a module
+global, not an argument). As written, the slot holds the formula of ``compute_weighted_loss``.
 
-``LOSS_AT(y, p, j, params)`` is the unweighted loss of flat output element ``j``; ``w`` is the
-``(A, M, I)`` broadcast view of the weights built by ``lossforge.inputs.weights_view``; ``n``
-is the number of loss elements.
+``LOSS_AT(y, p, j, params)`` is the unweighted loss of flat output element ``j`` and
+``GRAD_AT(y, p, j, scale, grad, params)`` writes ``scale * dloss_j/dp`` into ``grad``; ``w`` is
+the ``(A, M, I)`` broadcast view of the weights built by ``lossforge.inputs.weights_view``;
+``n`` is the number of loss elements. One pass computes the partial state and, as ``mode``
+asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
 """
 import numpy as np
 from numba import float64, njit, prange
 
-from lossforge.kernels import formulas as _formulas
-
 # --- formula slot: replaced per loss by lossforge.kernels ---
-LOSS_AT = _formulas.weighted_input
+@njit(inline="always")
+def LOSS_AT(y, p, j, params):
+    return float64(p[j])
+
+
+@njit(inline="always")
+def GRAD_AT(y, p, j, scale, grad, params):
+    grad[j] = scale
 # --- end of formula slot ---
 
+VALUES = 1  # mode bit: write L * W to `values`
+GRAD = 2    # mode bit: write W * dL/dp to `grad`
 CHUNK = 16384  # elements per parallel work item; partial sums stay in float64
 
 
 @njit(cache=True)
-def _reduce_range(y, p, w, params, start, stop):
-    """(sum L*W, sum W, count W != 0) over flat elements [start, stop)."""
+def _pass_range(y, p, w, params, start, stop, values, grad, mode):
+    """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks."""
     inner = w.shape[2]
     middle = w.shape[1]
     ia = start // (middle * inner)
     rest = start - ia * middle * inner
     im = rest // inner
     ii = rest - im * inner
+    write_values = (mode & VALUES) != 0
+    write_grad = (mode & GRAD) != 0
     weighted = 0.0
     weights = 0.0
     nonzero = 0.0
@@ -41,9 +52,14 @@ def _reduce_range(y, p, w, params, start, stop):
         row = w[ia, im]
         for t in range(run):
             wt = float64(row[ii + t])
-            weighted += LOSS_AT(y, p, j + t, params) * wt
+            v = LOSS_AT(y, p, j + t, params) * wt
+            weighted += v
             weights += wt
             nonzero += 1.0 if wt != 0.0 else 0.0
+            if write_values:
+                values[j + t] = v
+            if write_grad:
+                GRAD_AT(y, p, j + t, wt, grad, params)
         j += run
         ii = 0
         im += 1
@@ -54,41 +70,19 @@ def _reduce_range(y, p, w, params, start, stop):
 
 
 @njit(cache=True)
-def reduce_serial(y, p, w, params, n):
-    return _reduce_range(y, p, w, params, 0, n)
+def run_serial(y, p, w, params, n, values, grad, mode):
+    return _pass_range(y, p, w, params, 0, n, values, grad, mode)
 
 
 @njit(cache=True, parallel=True)
-def reduce_parallel(y, p, w, params, n):
+def run_parallel(y, p, w, params, n, values, grad, mode):
     chunks = (n + CHUNK - 1) // CHUNK
     parts = np.zeros((chunks, 3))
     for c in prange(chunks):
-        a, b, d = _reduce_range(y, p, w, params, c * CHUNK, min(n, (c + 1) * CHUNK))
+        a, b, d = _pass_range(y, p, w, params, c * CHUNK, min(n, (c + 1) * CHUNK), values, grad,
+                              mode)
         parts[c, 0] = a
         parts[c, 1] = b
         parts[c, 2] = d
     # summed in chunk order: the result does not depend on the thread count
     return parts[:, 0].sum(), parts[:, 1].sum(), parts[:, 2].sum()
-
-
-@njit(cache=True)
-def _values_range(y, p, w, params, start, stop, out):
-    inner = w.shape[2]
-    middle_inner = w.shape[1] * inner
-    for j in range(start, stop):
-        ia = j // middle_inner
-        rest = j - ia * middle_inner
-        im = rest // inner
-        out[j] = LOSS_AT(y, p, j, params) * float64(w[ia, im, rest - im * inner])
-
-
-@njit(cache=True)
-def values_serial(y, p, w, params, n, out):
-    _values_range(y, p, w, params, 0, n, out)
-
-
-@njit(cache=True, parallel=True)
-def values_parallel(y, p, w, params, n, out):
-    chunks = (n + CHUNK - 1) // CHUNK
-    for c in prange(chunks):
-        _values_range(y, p, w, params, c * CHUNK, min(n, (c + 1) * CHUNK), out)

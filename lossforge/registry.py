@@ -1,0 +1,468 @@
+"""The loss registry: every loss is one `LossSpec` built from its scalar formula(s).
+
+A loss is registered once, from a plain Python formula written with ``math.*``; its CPU
+kernels (and gradient) are generated from that formula on first use, and its name (or an
+alias) is what `get` and YAML configs look up::
+
+    import math, lossforge
+
+    @lossforge.register_loss("log_cosh", grad=lambda y, p: math.tanh(p - y))
+    def log_cosh(y, p):
+        return math.log(math.cosh(p - y))
+
+    spec = lossforge.registry.get("log_cosh")
+    value = spec(labels, predictions, weights=..., reduction=...)     # TF weights/reductions
+    value, grad = spec.value_and_grad(labels, predictions)
+
+Parameters are extra positional arguments of the formula, declared with ``params=``::
+
+    @lossforge.register_loss("pseudo_huber", params={"delta": 1.0})
+    def pseudo_huber(y, p, delta):
+        return delta * delta * (math.sqrt(1.0 + ((p - y) / delta) ** 2) - 1.0)
+
+Third-party packages register losses through the entry-point group ``lossforge.losses``: each
+entry point names a `LossSpec`, a list of them, or a function that registers losses when
+called. Plugins load on the first lookup; one that fails produces a warning naming it and
+leaves every other loss working.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import inspect
+import math
+import threading
+import types
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
+from .inputs import (as_array, as_float_param, check_same_shape, check_weights_broadcast,
+                     float_dtypes, for_kernel)
+from .reduction import Reduction, resolve_reduction
+
+__all__ = ["LossSpec", "Param", "Prepared", "UnknownLossError", "get", "names", "register",
+           "register_loss", "specs", "unregister"]
+
+ENTRY_POINT_GROUP = "lossforge.losses"
+
+
+class UnknownLossError(LossforgeError, KeyError, ValueError):
+    """No loss is registered under this name (the message suggests the closest names)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A scalar loss parameter: name, default and (optionally enforced) valid range.
+
+    ``low``/``high`` are inclusive bounds; None means unbounded. TensorFlow's own losses
+    declare no bounds because TF validates none of their parameters.
+    """
+
+    name: str
+    default: float
+    low: float | None = None
+    high: float | None = None
+    doc: str = ""
+
+    def check(self, value, loss: str) -> float:
+        value = as_float_param(value, self.name)
+        if (self.low is not None and not value >= self.low) or \
+                (self.high is not None and not value <= self.high):
+            raise InvalidArgumentError(
+                f"{loss}: parameter `{self.name}`={value} is outside its valid range "
+                f"[{self.low if self.low is not None else '-inf'}, "
+                f"{self.high if self.high is not None else 'inf'}].")
+        return value
+
+
+class Prepared(NamedTuple):
+    """Checked, kernel-ready inputs of one call (built by a spec's ``prepare``)."""
+
+    y: np.ndarray                    # labels, in the kernel's layout
+    p: np.ndarray                    # predictions/logits, in the kernel's layout
+    weights: np.ndarray              # checked against loss_shape
+    loss_shape: tuple[int, ...]      # shape of the unreduced losses
+    grad_shape: tuple[int, ...]      # shape of the predictions/logits as given
+    out_dtype: np.dtype
+    kernel_dtype: np.dtype
+
+
+def prepare_elementwise(spec: "LossSpec", labels, predictions, weights) -> Prepared:
+    """Two same-shape inputs, one loss per element (the default ``prepare``)."""
+    label_name, prediction_name = spec.inputs
+    y = as_array(labels, label_name)
+    p = as_array(predictions, prediction_name)
+    check_same_shape(p, y, prediction_name, label_name)
+    w = as_array(weights, "weights")
+    check_weights_broadcast(w, y.shape)
+    # cross-entropies cast their labels to the logits' dtype, as TF does
+    out, kd = float_dtypes(p) if prediction_name == "logits" else float_dtypes(y, p)
+    n = y.size
+    return Prepared(for_kernel(y, kd, (n,)), for_kernel(p, kd, (n,)), w, y.shape, p.shape, out, kd)
+
+
+@dataclass(eq=False)
+class LossSpec:
+    """Everything lossforge knows about one loss.
+
+    Attributes:
+      name: the registered name (also its YAML name).
+      value: the formula, ``value(y, p, *params)`` (elementwise) or ``value(y, p, j, *params)``
+        (row-wise); plain Python on ``math.*``.
+      grad: its derivative in the prediction, ``grad(y, p, *params)``, or for row-wise losses
+        ``grad(y, p, j, scale, out, *params)``; None if the loss has no gradient.
+      params: the formula's parameters after the inputs, in order.
+      kind: ``"elementwise"`` or ``"rowwise"``.
+      inputs: the names of the two inputs, e.g. ``("labels", "predictions")``.
+      aliases: other names `get` accepts.
+      reduction: the default reduction.
+      doc: the formula and notes, for docs and ``lossforge describe``.
+      label_range, prediction_range: the inputs' valid intervals (documentation).
+      prepare: turns user inputs into a `Prepared` (row-wise losses bring their own);
+        extra keyword arguments of a call that are not params go to it (e.g. ``axis``).
+    """
+
+    name: str
+    value: Callable
+    grad: Callable | None = None
+    params: tuple[Param, ...] = ()
+    kind: str = "elementwise"
+    inputs: tuple[str, str] = ("labels", "predictions")
+    aliases: tuple[str, ...] = ()
+    reduction: Reduction = Reduction.SUM_BY_NONZERO_WEIGHTS
+    doc: str = ""
+    label_range: tuple[float, float] | None = None
+    prediction_range: tuple[float, float] | None = None
+    prepare: Callable = prepare_elementwise
+    builtin: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("elementwise", "rowwise"):
+            raise InvalidArgumentError(f"{self.name}: `kind` must be 'elementwise' or 'rowwise'; "
+                                       f"got {self.kind!r}.")
+        self.params = tuple(p if isinstance(p, Param) else Param(*p) for p in self.params)
+        self.reduction = resolve_reduction(self.reduction)
+        leading = 3 if self.kind == "rowwise" else 2
+        _check_formula_arity(self.name, "value", self.value, leading, self.params)
+        if self.grad is not None:
+            _check_formula_arity(self.name, "grad", self.grad, 5 if self.kind == "rowwise" else 2,
+                                 self.params)
+        if not self.doc:
+            self.doc = inspect.getdoc(self.value) or ""
+        self._fingerprint: str | None = None
+
+    # -- identity -------------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of the formulas' code, constants, helpers and referenced globals."""
+        if self._fingerprint is None:
+            digest = hashlib.sha256(self.kind.encode())
+            _hash_function(self.value, digest, set())
+            if self.grad is not None:
+                _hash_function(self.grad, digest, set())
+            self._fingerprint = digest.hexdigest()[:16]
+        return self._fingerprint
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    # -- calling ---------------------------------------------------------------------------
+
+    def resolve_params(self, given: dict) -> tuple[tuple[float, ...], dict]:
+        """(kernel parameters in order, the remaining keyword arguments for ``prepare``)."""
+        given = dict(given)
+        values = tuple(p.check(given.pop(p.name, p.default), self.name) for p in self.params)
+        return values, given
+
+    def _prepare(self, labels, predictions, weights, params: dict):
+        kernel_params, shape_args = self.resolve_params(params)
+        accepted = set(inspect.signature(self.prepare).parameters) - {"spec", "labels", "predictions",
+                                                                      "weights"}
+        unknown = sorted(set(shape_args) - accepted)
+        if unknown:
+            raise InvalidTypeError(
+                f"{self.name}() got unexpected argument(s) {unknown}; its parameters are "
+                f"{list(self.param_names) + sorted(accepted) or 'none'}.")
+        return self.prepare(self, labels, predictions, weights, **shape_args), kernel_params
+
+    def __call__(self, labels, predictions, weights=1.0, reduction=None, **params):
+        """The weighted, reduced loss with TF's semantics (see `lossforge.losses`)."""
+        from . import compute
+        reduction = self.reduction if reduction is None else resolve_reduction(reduction)
+        prepared, kernel_params = self._prepare(labels, predictions, weights, params)
+        return compute.run(self, prepared, kernel_params, reduction)[0]
+
+    def value_and_grad(self, labels, predictions, weights=1.0, reduction=None, **params):
+        """``(value, grad)``: the loss as `__call__` and its gradient in the predictions/logits.
+
+        ``grad`` has the predictions' shape: the derivative of the reduced value, i.e. each
+        element's derivative times its weight divided by the reduction's denominator (for
+        ``Reduction.NONE``, the derivative of ``sum(L * W)``). One fused pass computes both.
+        """
+        from . import compute
+        if self.grad is None:
+            raise InvalidArgumentError(
+                f"loss {self.name!r} has no gradient formula: register it with grad=... to use "
+                f"value_and_grad.")
+        reduction = self.reduction if reduction is None else resolve_reduction(reduction)
+        prepared, kernel_params = self._prepare(labels, predictions, weights, params)
+        value, grad, _ = compute.run(self, prepared, kernel_params, reduction, with_grad=True)
+        return value, grad
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{p.name}={p.default}" for p in self.params)
+        return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"
+
+
+def _check_formula_arity(loss: str, role: str, fn: Callable, leading: int, params) -> None:
+    if not callable(fn):
+        raise InvalidTypeError(f"{loss}: the {role} formula must be a function; got {fn!r}.")
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise InvalidTypeError(f"{loss}: cannot inspect the {role} formula {fn!r}.") from None
+    positional = [p for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    expected = leading + len(params)
+    if len(positional) != expected or len(positional) != len(signature.parameters):
+        args = {2: "(y, p", 3: "(y, p, j", 5: "(y, p, j, scale, out"}[leading]
+        names = "".join(f", {p.name}" for p in params)
+        raise InvalidTypeError(
+            f"{loss}: the {role} formula must take exactly {expected} positional arguments "
+            f"{args}{names}); {getattr(fn, '__name__', fn)} takes {signature}.")
+
+
+# --- fingerprints and compiled formulas ----------------------------------------------------------
+
+def _hash_function(fn, digest, seen: set) -> None:
+    """Hash what determines ``fn``'s compiled code, following helpers it calls (recursively)."""
+    fn = getattr(fn, "py_func", fn)  # a numba dispatcher: hash its Python function
+    if id(fn) in seen:
+        return
+    seen.add(id(fn))
+    code = fn.__code__
+    _hash_code(code, digest)
+    for value in (fn.__defaults__ or ()):
+        digest.update(repr(value).encode())
+    for cell in (fn.__closure__ or ()):
+        _hash_value(cell.cell_contents, digest, seen)
+    for name in sorted(_global_names(code)):
+        if name in fn.__globals__:
+            digest.update(name.encode())
+            _hash_value(fn.__globals__[name], digest, seen)
+
+
+def _global_names(code) -> set:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def _hash_code(code, digest) -> None:
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _hash_code(const, digest)
+        else:
+            digest.update(repr(const).encode())
+
+
+def _hash_value(value, digest, seen: set) -> None:
+    if isinstance(value, types.ModuleType):
+        digest.update(b"module:" + value.__name__.encode())
+    elif isinstance(value, types.FunctionType) or hasattr(value, "py_func"):
+        _hash_function(value, digest, seen)
+    elif isinstance(value, (int, float, complex, str, bytes, bool, type(None), tuple)):
+        digest.update(repr(value).encode())
+    elif isinstance(value, np.generic):
+        digest.update(repr(value).encode() + str(value.dtype).encode())
+    else:
+        digest.update(repr(type(value)).encode())
+
+
+_compiled: dict[tuple[str, str], object] = {}
+_by_fingerprint: dict[str, LossSpec] = {}
+
+
+def remember(spec: LossSpec) -> None:
+    """Make ``spec``'s formulas findable by fingerprint (before its kernels are generated)."""
+    _by_fingerprint[spec.fingerprint] = spec
+
+
+def jitted_formula(fingerprint: str, role: str):
+    """The ``numba.njit(inline="always")`` form of a formula (for generated kernel modules).
+
+    Plain Python helpers the formula calls are compiled the same way, since numba cannot
+    inline a call to an uncompiled function.
+    """
+    key = (fingerprint, role)
+    if key not in _compiled:
+        spec = _by_fingerprint[fingerprint]
+        _compiled[key] = _jit_with_helpers(spec.value if role == "value" else spec.grad, {})
+    return _compiled[key]
+
+
+def _jit_with_helpers(fn, done: dict):
+    import numba
+    fn = getattr(fn, "py_func", fn)
+    if id(fn) in done:
+        return done[id(fn)]
+    helpers = {name: value for name, value in fn.__globals__.items()
+               if name in _global_names(fn.__code__) and isinstance(value, types.FunctionType)}
+    if helpers:
+        namespace = dict(fn.__globals__)
+        clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
+                                   fn.__closure__)
+        clone.__qualname__ = fn.__qualname__
+        clone.__module__ = fn.__module__
+        done[id(fn)] = jitted = numba.njit(inline="always")(clone)
+        for name, helper in helpers.items():
+            namespace[name] = _jit_with_helpers(helper, done)
+        return jitted
+    done[id(fn)] = jitted = numba.njit(inline="always")(fn)
+    return jitted
+
+
+# --- the registry --------------------------------------------------------------------------------
+
+_lock = threading.RLock()
+_specs: dict[str, LossSpec] = {}
+_aliases: dict[str, str] = {}
+_plugins_loaded = False
+
+
+def register(spec: LossSpec, override: bool = False) -> LossSpec:
+    """Add ``spec`` under its name and aliases; a taken name is an error unless ``override``."""
+    if not isinstance(spec, LossSpec):
+        raise InvalidTypeError(f"register() takes a LossSpec; got {type(spec).__name__}.")
+    with _lock:
+        for key in (spec.name, *spec.aliases):
+            owner = _aliases.get(key, key if key in _specs else None)
+            if owner is not None and not override:
+                raise InvalidArgumentError(
+                    f"a loss named {key!r} is already registered ({_specs[owner]!r}); choose "
+                    f"another name, or pass override=True to replace it.")
+        if override:
+            for key in (spec.name, *spec.aliases):
+                unregister(key, missing_ok=True)
+        _specs[spec.name] = spec
+        for alias in spec.aliases:
+            _aliases[alias] = spec.name
+    return spec
+
+
+def unregister(name: str, missing_ok: bool = False) -> None:
+    """Remove the loss ``name`` (or the loss an alias points to) and its aliases."""
+    with _lock:
+        canonical = _aliases.get(name, name)
+        spec = _specs.pop(canonical, None)
+        if spec is None:
+            if missing_ok:
+                return
+            raise _unknown(name)
+        for alias in spec.aliases:
+            _aliases.pop(alias, None)
+
+
+def register_loss(name: str, *, grad: Callable | None = None, params=None, aliases=(),
+                  kind: str = "elementwise", inputs=("labels", "predictions"),
+                  reduction=Reduction.SUM_BY_NONZERO_WEIGHTS, doc: str | None = None,
+                  label_range=None, prediction_range=None, override: bool = False):
+    """Decorator: register a scalar formula as the loss ``name``; returns the formula unchanged.
+
+    Args:
+      name: the loss's name (in `get`, YAML configs and the CLI).
+      grad: its derivative in the prediction, with the formula's arguments.
+      params: ``{"delta": 1.0}`` (name -> default) or a sequence of `Param`; they are the
+        formula's arguments after ``(y, p)`` and keyword arguments of the loss.
+      aliases: other names for it.
+      kind, inputs, reduction, doc, label_range, prediction_range: see `LossSpec`.
+      override: replace a loss already registered under ``name``.
+    """
+    if isinstance(params, dict):
+        params = tuple(Param(k, v) for k, v in params.items())
+
+    def decorate(formula):
+        register(LossSpec(name, formula, grad=grad, params=tuple(params or ()), kind=kind,
+                          inputs=tuple(inputs), aliases=tuple(aliases), reduction=reduction,
+                          doc=doc or "", label_range=label_range,
+                          prediction_range=prediction_range), override=override)
+        return formula
+    return decorate
+
+
+def get(name: str) -> LossSpec:
+    """The `LossSpec` registered as ``name`` (or an alias); `UnknownLossError` suggests close names."""
+    _load_plugins()
+    with _lock:
+        spec = _specs.get(_aliases.get(name, name)) if isinstance(name, str) else None
+    if spec is None:
+        raise _unknown(name)
+    return spec
+
+
+def names(include_aliases: bool = False) -> list[str]:
+    """The registered loss names, sorted."""
+    _load_plugins()
+    with _lock:
+        return sorted(list(_specs) + (list(_aliases) if include_aliases else []))
+
+
+def specs() -> list[LossSpec]:
+    """Every registered `LossSpec`, sorted by name."""
+    _load_plugins()
+    with _lock:
+        return [_specs[k] for k in sorted(_specs)]
+
+
+def _unknown(name) -> UnknownLossError:
+    with _lock:
+        known = list(_specs) + list(_aliases)
+    close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UnknownLossError(f"No loss named {name!r} is registered.{hint} "
+                            f"Registered losses: {', '.join(sorted(_specs))}.")
+
+
+def _load_plugins() -> None:
+    """Load the ``lossforge.losses`` entry points once; a broken one warns and is skipped."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    with _lock:
+        if _plugins_loaded:
+            return
+        _plugins_loaded = True
+        from importlib.metadata import entry_points
+        for entry in entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                _register_plugin_object(entry.load())
+            except Exception as exc:  # a plugin must never break lossforge
+                warnings.warn(f"lossforge: the loss plugin {entry.name!r} ({entry.value}) failed to "
+                              f"load and was skipped: {type(exc).__name__}: {exc}",
+                              RuntimeWarning, stacklevel=3)
+
+
+def _register_plugin_object(obj) -> None:
+    if isinstance(obj, LossSpec):
+        register(obj)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            _register_plugin_object(item)
+    elif callable(obj):
+        obj()
+    else:
+        raise InvalidTypeError(f"an entry point of {ENTRY_POINT_GROUP!r} must name a LossSpec, a "
+                               f"list of them or a function; got {type(obj).__name__}.")
