@@ -119,6 +119,20 @@ def _prepare_cosine(spec, labels, predictions, weights, axis=None, dim=None) -> 
                     out, kd)
 
 
+def _softmax_example(rng, batch, classes):
+    return np.eye(classes)[rng.integers(0, classes, size=batch)], 3 * rng.normal(size=(batch, classes)), {}
+
+
+def _sparse_example(rng, batch, classes):
+    return rng.integers(0, classes, size=batch), 3 * rng.normal(size=(batch, classes)), {}
+
+
+def _cosine_example(rng, batch, classes):
+    y, p = rng.normal(size=(2, batch, classes))
+    return (y / np.linalg.norm(y, axis=1, keepdims=True),
+            p / np.linalg.norm(p, axis=1, keepdims=True), {"axis": 1})
+
+
 BUILTINS = [
     LossSpec("absolute_difference", F.absolute_difference, F.absolute_difference_grad,
              aliases=("mae", "l1_loss"), builtin=True),
@@ -135,12 +149,14 @@ BUILTINS = [
              aliases=("sigmoid_ce",), label_range=(0.0, 1.0), builtin=True),
     LossSpec("softmax_cross_entropy", F.softmax_cross_entropy, F.softmax_cross_entropy_grad,
              params=(_SMOOTHING,), kind="rowwise", inputs=("onehot_labels", "logits"),
-             aliases=("softmax_ce",), prepare=_prepare_softmax, builtin=True),
+             aliases=("softmax_ce",), prepare=_prepare_softmax, example=_softmax_example,
+             builtin=True),
     LossSpec("sparse_softmax_cross_entropy", F.sparse_softmax_cross_entropy,
              F.sparse_softmax_cross_entropy_grad, kind="rowwise", inputs=("labels", "logits"),
-             aliases=("sparse_softmax_ce",), prepare=_prepare_sparse, builtin=True),
+             aliases=("sparse_softmax_ce",), prepare=_prepare_sparse, example=_sparse_example,
+             builtin=True),
     LossSpec("cosine_distance", F.cosine_distance, F.cosine_distance_grad, kind="rowwise",
-             prepare=_prepare_cosine, builtin=True),
+             prepare=_prepare_cosine, example=_cosine_example, builtin=True),
 ]
 for _spec in BUILTINS:
     register(_spec)

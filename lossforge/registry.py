@@ -127,6 +127,8 @@ class LossSpec:
       label_range, prediction_range: the inputs' valid intervals (documentation).
       prepare: turns user inputs into a `Prepared` (row-wise losses bring their own);
         extra keyword arguments of a call that are not params go to it (e.g. ``axis``).
+      example: ``example(rng, batch, classes) -> (labels, predictions, call_kwargs)``, valid
+        synthetic inputs (tests, demos); the default draws elementwise inputs from the ranges.
     """
 
     name: str
@@ -141,6 +143,7 @@ class LossSpec:
     label_range: tuple[float, float] | None = None
     prediction_range: tuple[float, float] | None = None
     prepare: Callable = prepare_elementwise
+    example: Callable | None = field(default=None, repr=False)
     builtin: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -174,6 +177,16 @@ class LossSpec:
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(p.name for p in self.params)
+
+    def example_inputs(self, rng: np.random.Generator, batch: int = 4, classes: int = 5):
+        """Valid synthetic ``(labels, predictions, call_kwargs)`` for this loss (float64)."""
+        if self.example is not None:
+            return self.example(rng, batch, classes)
+        if self.kind != "elementwise":
+            raise InvalidArgumentError(f"loss {self.name!r} is row-wise and declares no `example`; "
+                                       f"register it with example=... to get synthetic inputs.")
+        shape = (batch, classes)
+        return _draw(rng, self.label_range, shape), _draw(rng, self.prediction_range, shape), {}
 
     # -- calling ---------------------------------------------------------------------------
 
@@ -221,6 +234,17 @@ class LossSpec:
     def __repr__(self) -> str:
         params = ", ".join(f"{p.name}={p.default}" for p in self.params)
         return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"
+
+
+def _draw(rng: np.random.Generator, interval, shape) -> np.ndarray:
+    """Values inside ``interval`` (kept off its ends), or standard normals if unbounded."""
+    if interval is None:
+        return rng.normal(size=shape)
+    low, high = interval
+    low = -3.0 if low is None or math.isinf(low) else low
+    high = low + 6.0 if high is None or math.isinf(high) else high
+    margin = 0.05 * (high - low)
+    return rng.uniform(low + margin, high - margin, size=shape)
 
 
 def _check_formula_arity(loss: str, role: str, fn: Callable, leading: int, params) -> None:
@@ -319,19 +343,24 @@ def _jit_with_helpers(fn, done: dict):
     fn = getattr(fn, "py_func", fn)
     if id(fn) in done:
         return done[id(fn)]
+    names = _global_names(fn.__code__)
     helpers = {name: value for name, value in fn.__globals__.items()
-               if name in _global_names(fn.__code__) and isinstance(value, types.FunctionType)}
-    if helpers:
-        namespace = dict(fn.__globals__)
-        clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__,
-                                   fn.__closure__)
-        clone.__qualname__ = fn.__qualname__
-        clone.__module__ = fn.__module__
-        done[id(fn)] = jitted = numba.njit(inline="always")(clone)
-        for name, helper in helpers.items():
-            namespace[name] = _jit_with_helpers(helper, done)
+               if name in names and isinstance(value, types.FunctionType)}
+    cells = fn.__closure__ or ()
+    if not helpers and not any(isinstance(c.cell_contents, types.FunctionType) for c in cells):
+        done[id(fn)] = jitted = numba.njit(inline="always")(fn)
         return jitted
-    done[id(fn)] = jitted = numba.njit(inline="always")(fn)
+    # a copy of the function whose helper functions (globals or closure cells) are compiled too
+    namespace = dict(fn.__globals__)
+    closure = tuple(types.CellType(c.cell_contents) for c in cells) or None
+    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
+    clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
+    done[id(fn)] = jitted = numba.njit(inline="always")(clone)
+    for name, helper in helpers.items():
+        namespace[name] = _jit_with_helpers(helper, done)
+    for cell in closure or ():
+        if isinstance(cell.cell_contents, types.FunctionType):
+            cell.cell_contents = _jit_with_helpers(cell.cell_contents, done)
     return jitted
 
 

@@ -1,0 +1,98 @@
+"""Analytic gradients of every registered loss against central finite differences (float64).
+
+Parametrised over the registry: a newly registered loss is tested here at once.
+"""
+import numpy as np
+import pytest
+
+import lossforge
+from lossforge import Reduction
+
+SPECS = lossforge.registry.specs()
+REDUCTIONS = [Reduction.NONE, Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE,
+              Reduction.SUM_BY_NONZERO_WEIGHTS]
+
+
+def _weights(kind, loss_shape, rng):
+    if kind == "scalar":
+        return 1.7
+    if kind == "per_sample":
+        w = rng.uniform(0.5, 2.0, size=loss_shape[:1] + (1,) * (len(loss_shape) - 1))
+        w.flat[0] = 0.0
+        return w
+    w = rng.uniform(-1.0, 2.0, size=loss_shape)
+    w.flat[::3] = 0.0
+    return w
+
+
+def _reduced(spec, y, p, w, r, kw):
+    value = spec(y, p, weights=w, reduction=r, **kw)
+    return float(np.sum(value, dtype=np.float64))  # NONE: the gradient is of sum(L * W)
+
+
+def _finite_differences(spec, y, p, w, r, kw, h=1e-6):
+    grad = np.zeros_like(p)
+    for i in np.ndindex(p.shape):
+        up, down = p.copy(), p.copy()
+        up[i] += h
+        down[i] -= h
+        grad[i] = (_reduced(spec, y, up, w, r, kw) - _reduced(spec, y, down, w, r, kw)) / (2 * h)
+    return grad
+
+
+@pytest.mark.parametrize("weights", ["scalar", "per_sample", "per_element"])
+@pytest.mark.parametrize("reduction", REDUCTIONS, ids=[r.name for r in REDUCTIONS])
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_gradient_matches_finite_differences(spec, reduction, weights):
+    if spec.grad is None:
+        pytest.skip(f"{spec.name} registers no gradient formula")
+    rng = np.random.default_rng(abs(hash((spec.name, reduction.name, weights))) % 2**32)
+    y, p, kw = spec.example_inputs(rng, batch=3, classes=4)
+    loss_shape = np.shape(spec(y, p, reduction=Reduction.NONE, **kw))
+    w = _weights(weights, loss_shape, rng)
+    value, grad = spec.value_and_grad(y, p, weights=w, reduction=reduction, **kw)
+    assert grad.shape == p.shape and grad.dtype == np.float64
+    np.testing.assert_allclose(value, spec(y, p, weights=w, reduction=reduction, **kw), rtol=1e-13)
+    np.testing.assert_allclose(grad, _finite_differences(spec, y, p, w, reduction, kw),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_gradient_is_finite_where_the_value_is(spec):
+    """At extreme logits (+-1e4) and probabilities of exactly 0 and 1."""
+    if spec.grad is None:
+        pytest.skip(f"{spec.name} registers no gradient formula")
+    rng = np.random.default_rng(0)
+    y, p, kw = spec.example_inputs(rng, batch=4, classes=3)
+    if spec.prediction_range is None:
+        extremes = np.resize([1e4, -1e4, 0.0], p.size).reshape(p.shape)
+    else:
+        extremes = np.resize(list(spec.prediction_range), p.size).reshape(p.shape)
+    p = np.where(rng.random(p.shape) < 0.5, extremes, p)
+    values = spec(y, p, reduction=Reduction.NONE, **kw)
+    _, grad = spec.value_and_grad(y, p, reduction=Reduction.SUM, **kw)
+    finite_rows = np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)
+    assert np.isfinite(grad.reshape(grad.shape[0], -1)[finite_rows]).all()
+
+
+def test_float32_gradients_are_float32_and_close():
+    spec = lossforge.registry.get("sigmoid_cross_entropy")
+    rng = np.random.default_rng(1)
+    y, p, _ = spec.example_inputs(rng)
+    _, g64 = spec.value_and_grad(y, p)
+    _, g32 = spec.value_and_grad(y.astype(np.float32), p.astype(np.float32))
+    assert g32.dtype == np.float32
+    np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-7)
+
+
+def test_all_zero_weights_give_zero_gradient_not_nan():
+    spec = lossforge.registry.get("mean_squared_error")
+    value, grad = spec.value_and_grad(np.zeros(3), np.ones(3), weights=0.0)
+    assert value == 0.0 and np.array_equal(grad, np.zeros(3))
+
+
+def test_value_and_grad_without_a_gradient_formula_is_a_clear_error():
+    spec = lossforge.registry.LossSpec("no_grad_loss", lambda y, p: abs(p - y))
+    assert spec(np.zeros(2), np.ones(2)) == 1.0
+    with pytest.raises(ValueError, match="has no gradient formula"):
+        spec.value_and_grad(np.zeros(2), np.ones(2))

@@ -1,0 +1,181 @@
+"""The registry: user-defined losses, lookup errors, aliases, fingerprints and plugins."""
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import lossforge
+import reference as ref
+from lossforge import Reduction, registry
+
+
+@pytest.fixture
+def scratch():
+    """Names registered inside a test are removed afterwards."""
+    before = set(registry.names())
+    yield
+    for name in set(registry.names()) - before:
+        registry.unregister(name)
+
+
+def _d_log_cosh(y, p):
+    return math.tanh(p - y)
+
+
+def test_user_loss_gets_tf_weights_reductions_and_gradient(scratch):
+    @lossforge.register_loss("my_log_cosh", grad=_d_log_cosh, aliases=("my_lc",))
+    def my_log_cosh(y, p):
+        return math.log(math.cosh(p - y))
+
+    spec = registry.get("my_log_cosh")
+    assert registry.get("my_lc") is spec and "my_log_cosh" in registry.names()
+    rng = np.random.default_rng(0)
+    y, p = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    losses = np.log(np.cosh(p - y))
+    for w in (1.0, rng.uniform(size=(4, 1)), rng.uniform(size=(4, 3))):
+        for r in Reduction.all():
+            np.testing.assert_allclose(spec(y, p, weights=w, reduction=r),
+                                       ref.reduce(losses, w, r.value), rtol=1e-12)
+    value, grad = spec.value_and_grad(y, p, reduction=Reduction.SUM)
+    np.testing.assert_allclose(grad, np.tanh(p - y), rtol=1e-12)
+    assert spec(y.astype(np.float32), p.astype(np.float32)).dtype == np.float32
+
+
+def test_params_are_passed_checked_and_named(scratch):
+    @lossforge.register_loss("pseudo_huber", params=[lossforge.Param("delta", 1.0, low=0.0)])
+    def pseudo_huber(y, p, delta):
+        return delta * delta * (math.sqrt(1.0 + ((p - y) / delta) ** 2) - 1.0)
+
+    spec = registry.get("pseudo_huber")
+    y, p = np.zeros(3), np.array([0.5, 1.0, 3.0])
+    for delta in (1.0, 2.5):
+        want = np.mean(delta**2 * (np.sqrt(1 + (p / delta) ** 2) - 1))
+        assert spec(y, p, delta=delta) == pytest.approx(want, rel=1e-12)
+    assert spec(y, p) == spec(y, p, delta=1.0)
+    with pytest.raises(ValueError, match=r"`delta`=-1.0 is outside its valid range \[0.0, inf\]"):
+        spec(y, p, delta=-1.0)
+    with pytest.raises(TypeError, match=r"unexpected argument\(s\) \['gamma'\].*delta"):
+        spec(y, p, gamma=2.0)
+
+
+def test_plain_python_helpers_lambdas_and_closures_work(scratch):
+    def helper(d):
+        return d * d * 0.5
+
+    scale = 3.0
+    lossforge.register_loss("half_square", grad=lambda y, p: p - y)(lambda y, p: helper(p - y))
+    lossforge.register_loss("scaled_abs")(lambda y, p: scale * abs(p - y))
+    assert registry.get("half_square")([0.0, 0.0], [1.0, 3.0]) == pytest.approx(2.5)
+    assert registry.get("scaled_abs")([0.0], [2.0]) == pytest.approx(6.0)
+
+
+def test_unknown_names_suggest_the_closest():
+    with pytest.raises(registry.UnknownLossError, match="Did you mean 'huber_loss'") as info:
+        registry.get("hubber_loss")
+    assert isinstance(info.value, KeyError) and isinstance(info.value, ValueError)
+    with pytest.raises(KeyError, match="Registered losses: absolute_difference"):
+        registry.get("no such thing at all")
+
+
+def test_taken_names_need_override(scratch):
+    lossforge.register_loss("taken")(lambda y, p: p - y)
+    with pytest.raises(ValueError, match="already registered.*override=True"):
+        lossforge.register_loss("taken")(lambda y, p: y - p)
+    with pytest.raises(ValueError, match="'mse' is already registered"):
+        lossforge.register_loss("fresh_name", aliases=("mse",))(lambda y, p: p)
+    lossforge.register_loss("taken", override=True)(lambda y, p: y - p)
+    assert registry.get("taken")([3.0], [1.0]) == 2.0
+
+
+def test_formula_arity_is_checked():
+    with pytest.raises(TypeError, match=r"exactly 3 positional arguments \(y, p, delta\)"):
+        lossforge.register_loss("bad_arity", params={"delta": 1.0})(lambda y, p: p)
+    with pytest.raises(TypeError, match="grad formula"):
+        lossforge.register_loss("bad_grad", grad=lambda y: y)(lambda y, p: p)
+    assert "bad_arity" not in registry.names() and "bad_grad" not in registry.names()
+
+
+def test_fingerprint_follows_the_formula_and_its_helpers():
+    def make(c):
+        return registry.LossSpec("fp", lambda y, p: c * (p - y))
+
+    assert make(1.0).fingerprint == make(1.0).fingerprint
+    assert make(1.0).fingerprint != make(2.0).fingerprint  # closure contents count
+    a = registry.LossSpec("fp", lambda y, p: abs(p - y))
+    b = registry.LossSpec("fp", lambda y, p: abs(y - p))
+    assert a.fingerprint != b.fingerprint
+    assert registry.get("huber_loss").fingerprint == registry.get("huber_loss").fingerprint
+
+
+def test_every_registered_loss_works_with_every_reduction():
+    rng = np.random.default_rng(0)
+    for spec in registry.specs():
+        y, p, kw = spec.example_inputs(rng)
+        none = spec(y, p, reduction=Reduction.NONE, **kw)
+        for r in Reduction.all()[1:]:
+            value = spec(y, p, reduction=r, **kw)
+            assert np.isfinite(value), (spec.name, r)
+        assert spec(y, p, reduction=Reduction.SUM, **kw) == pytest.approx(np.sum(none), rel=1e-12)
+
+
+def _run(code, env_extra):
+    env = dict(os.environ, **env_extra)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
+
+
+def test_plugins_load_from_entry_points_and_a_broken_one_only_warns(tmp_path):
+    """A real installed distribution (a .dist-info on sys.path) with two entry points."""
+    (tmp_path / "lf_plugin").mkdir()
+    (tmp_path / "lf_plugin" / "__init__.py").write_text(textwrap.dedent("""
+        import math
+        from lossforge.registry import LossSpec
+        cube = LossSpec("plugin_cube", lambda y, p: (p - y) ** 3,
+                        grad=lambda y, p: 3.0 * (p - y) ** 2)
+    """))
+    (tmp_path / "lf_broken.py").write_text("raise ImportError('this plugin is broken')\n")
+    info = tmp_path / "lf_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lf-plugin\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[lossforge.losses]\ncube = lf_plugin:cube\nbroken = lf_broken:spec\n")
+    got, stderr = _run("""
+        import json, warnings
+        import lossforge
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            spec = lossforge.registry.get("plugin_cube")
+            value = float(spec([0.0, 0.0], [1.0, 2.0], reduction="weighted_sum"))
+            mse = float(lossforge.registry.get("mse")([0.0], [2.0]))
+        print(json.dumps({"value": value, "mse": mse,
+                          "warnings": [str(w.message) for w in caught]}))
+    """, {"PYTHONPATH": str(tmp_path)})
+    assert got["value"] == 9.0 and got["mse"] == 4.0
+    assert len(got["warnings"]) == 1
+    assert "'broken'" in got["warnings"][0] and "this plugin is broken" in got["warnings"][0]
+
+
+def test_user_losses_defined_in_main_are_cached_across_processes(tmp_path):
+    code = """
+        import json, math, numpy as np, lossforge
+        from lossforge import kernels
+        @lossforge.register_loss("main_loss")
+        def main_loss(y, p):
+            return math.sqrt(1.0 + (p - y) ** 2)
+        spec = lossforge.registry.get("main_loss")
+        v = float(spec(np.zeros(4), np.arange(4.0)))
+        k = kernels.loss_kernels(spec)
+        print(json.dumps({"v": v, "hits": sum(k.run_serial._cache_hits.values())}))
+    """
+    env = {"LOSSFORGE_CACHE_DIR": str(tmp_path)}
+    first, _ = _run(code, env)
+    second, _ = _run(code, env)
+    assert first["v"] == second["v"] == pytest.approx(np.mean(np.sqrt(1 + np.arange(4.0) ** 2)))
+    assert (first["hits"], second["hits"]) == (0, 1)
