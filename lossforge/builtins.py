@@ -149,14 +149,18 @@ BUILTINS = [
              aliases=("sigmoid_ce",), label_range=(0.0, 1.0), builtin=True),
     LossSpec("softmax_cross_entropy", F.softmax_cross_entropy, F.softmax_cross_entropy_grad,
              params=(_SMOOTHING,), kind="rowwise", inputs=("onehot_labels", "logits"),
-             aliases=("softmax_ce",), prepare=_prepare_softmax, example=_softmax_example,
+             aliases=("softmax_ce",), prepare=_prepare_softmax,
+             doc="``sum_k z_k (logsumexp(x) - x_k)`` over the last axis; labels smoothed to "
+                 "``z (1 - ls) + ls / K`` if ls > 0.", example=_softmax_example,
              builtin=True),
     LossSpec("sparse_softmax_cross_entropy", F.sparse_softmax_cross_entropy,
              F.sparse_softmax_cross_entropy_grad, kind="rowwise", inputs=("labels", "logits"),
-             aliases=("sparse_softmax_ce",), prepare=_prepare_sparse, example=_sparse_example,
-             builtin=True),
+             aliases=("sparse_softmax_ce",), prepare=_prepare_sparse,
+             doc="``logsumexp(x) - x[label]`` over the last axis, integer labels.",
+             example=_sparse_example, builtin=True),
     LossSpec("cosine_distance", F.cosine_distance, F.cosine_distance_grad, kind="rowwise",
-             prepare=_prepare_cosine, example=_cosine_example, builtin=True),
+             prepare=_prepare_cosine, example=_cosine_example, builtin=True,
+             doc="``1 - sum_axis(y * p)`` (inputs unit-normalised), keeping ``axis`` with size 1."),
 ]
 for _spec in BUILTINS:
     register(_spec)

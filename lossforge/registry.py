@@ -198,8 +198,7 @@ class LossSpec:
 
     def _prepare(self, labels, predictions, weights, params: dict):
         kernel_params, shape_args = self.resolve_params(params)
-        accepted = set(inspect.signature(self.prepare).parameters) - {"spec", "labels", "predictions",
-                                                                      "weights"}
+        accepted = set(_prepare_arguments(self))
         unknown = sorted(set(shape_args) - accepted)
         if unknown:
             raise InvalidTypeError(
@@ -234,6 +233,12 @@ class LossSpec:
     def __repr__(self) -> str:
         params = ", ".join(f"{p.name}={p.default}" for p in self.params)
         return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"
+
+
+def _prepare_arguments(spec: LossSpec) -> list[str]:
+    """Keyword arguments a spec's ``prepare`` takes beyond the inputs (e.g. cosine's ``axis``)."""
+    standard = {"spec", "labels", "predictions", "weights"}
+    return [name for name in inspect.signature(spec.prepare).parameters if name not in standard]
 
 
 def _draw(rng: np.random.Generator, interval, shape) -> np.ndarray:
@@ -495,3 +500,17 @@ def _register_plugin_object(obj) -> None:
     else:
         raise InvalidTypeError(f"an entry point of {ENTRY_POINT_GROUP!r} must name a LossSpec, a "
                                f"list of them or a function; got {type(obj).__name__}.")
+
+
+def markdown_table() -> str:
+    """A Markdown table of the registered losses (the README's table is generated from this)."""
+    rows = ["| loss | formula | aliases | inputs | parameters | kind |",
+            "|---|---|---|---|---|---|"]
+    for spec in specs():
+        params = [f"`{p.name}={p.default:g}`" for p in spec.params]
+        params += [f"`{name}`" for name in _prepare_arguments(spec)]
+        formula = (spec.doc.splitlines()[0] if spec.doc else "").replace("``", "`").replace("|", "\\|")
+        aliases = ", ".join(f"`{a}`" for a in spec.aliases) or "-"
+        rows.append(f"| `{spec.name}` | {formula} | {aliases} | `{spec.inputs[0]}`, "
+                    f"`{spec.inputs[1]}` | {', '.join(params) or '-'} | {spec.kind} |")
+    return "\n".join(rows)
