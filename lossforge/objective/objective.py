@@ -1,0 +1,168 @@
+"""`Objective`: a weighted multi-task loss built from a config, called as one function."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from .. import registry
+from ..errors import InvalidArgumentError, InvalidTypeError, LossforgeError
+from ..reduction import LossState, Reduction
+from .config import ObjectiveConfig, parse_config
+from .regularizers import regularizer_grad, regularizer_value
+from .tracker import Tracker
+from .weighting import Uncertainty, make_weighting
+
+__all__ = ["Component", "Objective", "ObjectiveResult", "load_objective"]
+
+
+@dataclass(frozen=True)
+class Component:
+    """One component of a result: ``weighted == weight * value``.
+
+    ``kind`` is ``"term"`` (a loss; ``state`` holds its partial sums and ``reduction``),
+    ``"regularizer"`` (``value`` is the whole term, scale included; ``weight`` 1.0) or
+    ``"log_var"`` (uncertainty weighting's ``s_k``; weight 1.0).
+    """
+
+    name: str
+    value: float
+    weight: float
+    weighted: float
+    kind: str = "term"
+    state: LossState | None = None
+    reduction: Reduction | None = None
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    """``total`` and every component by name; ``total == sum(c.weighted for c in components)``."""
+
+    total: float
+    components: MappingProxyType
+
+    def __getitem__(self, name: str) -> Component:
+        return self.components[name]
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"total": ..., "<name>": value, "<name>/weight": ..., "<name>/weighted": ...}``"""
+        out = {"total": self.total}
+        for c in self.components.values():
+            out.update({c.name: c.value, f"{c.name}/weight": c.weight, f"{c.name}/weighted": c.weighted})
+        return out
+
+
+class Objective:
+    """A weighted sum of loss terms and regularizers, declared by a config.
+
+    Example::
+
+        objective = lossforge.load_objective("configs/multitask.yaml")
+        result = objective(batch, params={"fc_w": fc_w})
+        result.total, result.components["depth"].weighted
+        result, grads = objective.value_and_grad(batch, params={"fc_w": fc_w})
+        objective.tracker.mean("depth")            # exact mean since the last reset
+    """
+
+    def __init__(self, config: ObjectiveConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self._specs = {t.name: registry.get(t.loss) for t in config.terms}
+        self.weighting = make_weighting(config.weighting, config.terms)
+        self.tracker = Tracker()
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Objective":
+        return cls(parse_config(data))
+
+    def to_dict(self) -> dict:
+        return self.config.to_dict()
+
+    def __repr__(self) -> str:
+        parts = [f"{t.weight:g} x {t.loss}({t.name})" for t in self.config.terms]
+        parts += [f"{r.type}({r.name})" for r in self.config.regularizers]
+        return f"Objective({self.name!r}: {' + '.join(parts)}, weighting={self.weighting.name})"
+
+    @property
+    def batch_keys(self) -> list[str]:
+        """Every batch key the terms read."""
+        return sorted({key for t in self.config.terms for key in t.inputs.values()})
+
+    def __call__(self, batch, params=None, device: str = "cpu") -> ObjectiveResult:
+        """Evaluate every component on ``batch`` (a mapping of arrays) and record the result."""
+        return self._evaluate(batch, params, device, with_grad=False)[0]
+
+    def value_and_grad(self, batch, params=None, device: str = "cpu"):
+        """``(result, grads)``: ``grads`` maps each prediction/logit batch key, each regularized
+        param (and, under uncertainty weighting, each ``"log_var/<term>"``) to the gradient of
+        ``result.total``."""
+        return self._evaluate(batch, params, device, with_grad=True)
+
+    def _evaluate(self, batch, params, device, with_grad):
+        if not hasattr(batch, "__getitem__") or not hasattr(batch, "keys"):
+            raise InvalidTypeError(f"objective {self.name!r}: `batch` must be a mapping of batch "
+                                   f"key -> array; got {type(batch).__name__}.")
+        weights = self.weighting.weights(self.tracker, params)
+        components: dict[str, Component] = {}
+        grads: dict[str, np.ndarray] = {}
+        for term in self.config.terms:
+            spec = self._specs[term.name]
+            value, grad, state, reduction = self._term(term, spec, batch, device, with_grad)
+            weight = weights[term.name]
+            components[term.name] = Component(term.name, value, weight, weight * value, "term",
+                                              state, reduction)
+            if with_grad:
+                key = term.inputs[spec.inputs[1]]
+                grads[key] = grads.get(key, 0.0) + weight * grad
+        if isinstance(self.weighting, Uncertainty):
+            for term in self.config.terms:
+                s = self.weighting.log_var(term.name, params)
+                name = f"{term.name}/log_var"
+                components[name] = Component(name, s, 1.0, s, "log_var")
+                if with_grad:  # d/ds (w exp(-s) L + s)
+                    grads[Uncertainty.key(term.name)] = 1.0 - components[term.name].weighted
+        for reg in self.config.regularizers:
+            value = regularizer_value(reg, params)
+            components[reg.name] = Component(reg.name, value, 1.0, value, "regularizer")
+            if with_grad:
+                for key, g in regularizer_grad(reg, params).items():
+                    grads[key] = grads.get(key, 0.0) + g
+        total = 0.0
+        for c in components.values():
+            total += c.weighted
+        result = ObjectiveResult(total, MappingProxyType(components))
+        self.tracker.record(result)
+        return (result, grads) if with_grad else (result, None)
+
+    def _term(self, term, spec, batch, device, with_grad):
+        from .. import compute
+        args = {}
+        for arg, key in term.inputs.items():
+            if key not in batch:
+                raise InvalidArgumentError(
+                    f"objective {self.name!r}, term {term.name!r} ({spec.name}): the batch has no "
+                    f"key {key!r} for input {arg!r}; batch keys: {sorted(batch.keys())}.")
+            args[arg] = batch[key]
+        reduction = term.reduction or spec.reduction
+        try:
+            prepared, kernel_params = spec._prepare(args[spec.inputs[0]], args[spec.inputs[1]],
+                                                    args.get("weights", 1.0), dict(term.params))
+            value, grad, state = compute.run(spec, prepared, kernel_params, reduction,
+                                             with_grad=with_grad, **_device(device))
+        except LossforgeError as exc:
+            raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({spec.name}): {exc}") from None
+        if with_grad and grad is None:
+            raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
+        return float(value), grad, state, reduction
+
+
+def _device(device: str) -> dict:
+    if device == "cpu":
+        return {}
+    return {"device": device}
+
+
+def load_objective(source) -> Objective:
+    """An `Objective` from a YAML file path, YAML text, a dict or an `ObjectiveConfig`."""
+    return Objective(parse_config(source))

@@ -1,0 +1,48 @@
+"""Weight regularizers as TF 1.x defined them (``tf.contrib.layers``, used by slim).
+
+* ``l1``: ``scale * sum(|w|)``;
+* ``l2``: ``scale * sum(w**2) / 2`` (``tf.nn.l2_loss``, note the half);
+* ``l1_l2``: ``scale_l1 * sum(|w|) + scale_l2 * sum(w**2) / 2``;
+
+each summed over the listed parameter arrays, in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+from ..inputs import as_array
+from .config import RegularizerConfig
+
+__all__ = ["regularizer_value", "regularizer_grad"]
+
+
+def _param(params, key: str, regularizer: str) -> np.ndarray:
+    if params is None or key not in params:
+        given = sorted(params) if params else []
+        raise InvalidArgumentError(
+            f"regularizer {regularizer!r} needs the parameter array {key!r}: pass it in the "
+            f"`params` mapping of the call (given: {given or 'none'}).")
+    return as_array(params[key], f"params[{key!r}]").astype(np.float64, copy=False)
+
+
+def regularizer_value(config: RegularizerConfig, params) -> float:
+    """The whole regularization term (scales included) over ``config.params``."""
+    total = 0.0
+    for key in config.params:
+        w = _param(params, key, config.name)
+        if config.scale_l1:
+            total += config.scale_l1 * float(np.sum(np.abs(w)))
+        if config.scale_l2:
+            total += config.scale_l2 * 0.5 * float(np.sum(w * w))
+    return total
+
+
+def regularizer_grad(config: RegularizerConfig, params) -> dict[str, np.ndarray]:
+    """The gradient of `regularizer_value` in each listed parameter array."""
+    grads = {}
+    for key in config.params:
+        w = _param(params, key, config.name)
+        g = config.scale_l1 * np.sign(w) + config.scale_l2 * w
+        grads[key] = grads.get(key, 0.0) + g
+    return grads
