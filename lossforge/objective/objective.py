@@ -89,6 +89,27 @@ class Objective:
         """Every batch key the terms read."""
         return sorted({key for t in self.config.terms for key in t.inputs.values()})
 
+    def example_batch(self, seed: int = 0, batch_size: int = 32, classes: int = 10):
+        """``(batch, params)`` of synthetic data that fits every term, generated deterministically
+        from each loss's input contract (`LossSpec.example_inputs`): what ``lossforge run``
+        uses when no data file is given. Weights inputs get a random 0/1 mask (90% ones)."""
+        rng = np.random.default_rng(seed)
+        batch: dict[str, np.ndarray] = {}
+        for term in self.config.terms:
+            spec = self._specs[term.name]
+            labels, predictions, _ = spec.example_inputs(rng, batch_size, classes)
+            for arg, value in zip(spec.inputs, (labels, predictions)):
+                batch.setdefault(term.inputs[arg], value)
+            if "weights" in term.inputs and term.inputs["weights"] not in batch:
+                shape = np.shape(spec(labels, predictions, reduction=Reduction.NONE,
+                                      **dict(term.params)))
+                batch[term.inputs["weights"]] = (rng.random(shape) > 0.1).astype(np.float64)
+        params = {key: rng.normal(scale=0.1, size=(16, 8))
+                  for reg in self.config.regularizers for key in reg.params}
+        if isinstance(self.weighting, Uncertainty):
+            params.update({Uncertainty.key(t.name): 0.0 for t in self.config.terms})
+        return batch, params
+
     def __call__(self, batch, params=None, device: str = "cpu") -> ObjectiveResult:
         """Evaluate every component on ``batch`` (a mapping of arrays) and record the result."""
         return self._evaluate(batch, params, device, with_grad=False)[0]
