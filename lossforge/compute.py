@@ -11,7 +11,7 @@ import numpy as np
 from .inputs import weights_view
 from .reduction import LossState, Reduction, finalize
 
-__all__ = ["run", "denominator"]
+__all__ = ["run", "prepare", "denominator", "DEVICES"]
 
 _VALUES, _GRAD = 1, 2  # the template's mode bits
 
@@ -23,12 +23,16 @@ def denominator(state: LossState, reduction: Reduction) -> float:
             Reduction.SUM_BY_NONZERO_WEIGHTS: state.nonzero_count}.get(reduction, 1.0)
 
 
-def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False):
+def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False,
+        device: str = "cpu"):
     """``(value, grad or None, LossState)`` of ``spec`` over ``prepared`` inputs, in one pass.
 
     ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
-    scalar of the output dtype; ``grad`` is shaped like the predictions.
+    scalar of the output dtype; ``grad`` is shaped like the predictions. ``device="cuda"`` runs
+    the loss's CUDA kernels (see `lossforge.kernels.cuda`).
     """
+    if device != "cpu":
+        return _cuda(device).run(spec, prepared, params, reduction, with_grad)
     from . import kernels
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
@@ -49,3 +53,26 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     denom = denominator(state, reduction)
     grad = grad * (1.0 / denom) if denom != 0 else np.zeros_like(grad)  # div_no_nan's gradient
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
+
+
+# --- devices -------------------------------------------------------------------------------------
+
+#: The values of ``device=``.
+DEVICES = ("cpu", "cuda")
+
+
+def prepare(spec, labels, predictions, weights, params: dict, device: str = "cpu"):
+    """``(Prepared, kernel params)`` of a call: ``spec._prepare``, or for ``device="cuda"`` its
+    variant that also takes device arrays (``__cuda_array_interface__``) without copying them."""
+    if device != "cpu":
+        return _cuda(device).prepare(spec, labels, predictions, weights, params)
+    return spec._prepare(labels, predictions, weights, params)
+
+
+def _cuda(device):
+    """`lossforge.kernels.cuda`, imported on first use (it imports numba.cuda)."""
+    if device != "cuda":
+        from .errors import InvalidArgumentError
+        raise InvalidArgumentError(f"`device` must be one of {DEVICES}; got {device!r}.")
+    from .kernels import cuda  # InvalidArgumentError saying what to install if numba-cuda is missing
+    return cuda

@@ -11,6 +11,8 @@ when its kernels are first built. Two forms exist:
   which writes ``scale * dvalue/dp`` into the row's entries of ``out``.
 
 Each formula is written so NaN inputs give NaN: comparisons put NaN on the propagating branch.
+No formula divides by zero (the CPU kernels use numba's Python error model, which raises
+ZeroDivisionError): a division whose denominator can be 0 is guarded by a branch.
 """
 import math
 
@@ -191,3 +193,304 @@ def cosine_distance_grad(y, p, j, scale, out):
     i = j - o * inner
     for d in range(y.shape[1]):
         out[o, d, i] = -scale * float(y[o, d, i])
+
+
+# --- extra built-ins beyond TensorFlow (PyTorch / Keras / torchvision semantics) ----------------
+
+_LOG2 = math.log(2.0)
+
+
+def log_cosh(y, p):
+    """``log(cosh(p - y))``, as ``|d| + log1p(exp(-2|d|)) - log 2`` (never overflows).
+
+    With ``d = p - y``. Below ``|d| = 1`` it is evaluated as ``log1p(2 sinh(d/2)**2)``, which
+    keeps full relative precision near 0 (where the large-``|d|`` form cancels); both are exact
+    rewrites of ``log(cosh(d))``. Finite for every finite ``d``; ``+-inf`` gives ``inf``.
+    """
+    a = abs(p - y)
+    if a < 1.0:
+        s = math.sinh(0.5 * a)
+        return math.log1p(2.0 * s * s)
+    return a + math.log1p(math.exp(-2.0 * a)) - _LOG2  # NaN takes this branch and stays NaN
+
+
+def log_cosh_grad(y, p):
+    """``tanh(p - y)``."""
+    return math.tanh(p - y)
+
+
+def poisson(y, p, epsilon):
+    """``p - y log(p + eps)``: Poisson negative log-likelihood of counts ``y`` at rates ``p``.
+
+    Keras' ``poisson`` (eps 1e-7) and PyTorch's ``PoissonNLLLoss(log_input=False, full=False)``
+    (eps 1e-8); the ``log(y!)`` term is dropped. ``y = 0`` gives ``p`` exactly (``0 log 0 = 0``, so
+    ``p = 0`` with ``eps = 0`` is 0, not NaN); ``p + eps < 0`` gives NaN.
+    """
+    if y == 0.0:
+        return p
+    return p - y * _log(p + epsilon)
+
+
+def poisson_grad(y, p, epsilon):
+    """``1 - y / (p + eps)``: 1 where ``y = 0``; ``-inf`` at ``p + eps = 0`` (value inf)."""
+    if y == 0.0:
+        return 1.0 + 0.0 * p  # NaN stays NaN
+    v = p + epsilon
+    if v < 0.0:  # NaN, like the value
+        return math.nan
+    if v == 0.0:  # (no division by zero: numba's CPU kernels raise on it)
+        return 1.0 - y * math.inf
+    return 1.0 - y / v
+
+
+def kl_divergence(y, p):
+    """``y log(y / p)``, elementwise on probabilities, with ``0 log 0 = 0``.
+
+    Computed as ``y (log y - log p)`` (no overflow of ``y / p``); nothing is clipped: ``p = 0``
+    with ``y > 0`` gives ``inf`` and negative inputs give NaN. The KL of each distribution is
+    the sum over its class axis (``Reduction.NONE``, then ``.sum(-1)``); ``SUM`` is the total
+    over all rows and ``SUM_OVER_BATCH_SIZE`` divides by the element count (PyTorch's 'mean',
+    not 'batchmean'). PyTorch's ``KLDivLoss`` takes ``log p`` where this takes ``p``.
+    """
+    if y == 0.0:
+        return 0.0 * p  # 0 log 0 = 0; a NaN prediction stays NaN
+    return y * (_log(y) - _log(p))
+
+
+def kl_divergence_grad(y, p):
+    """``-y / p`` (0 where ``y = 0``; ``-inf`` at ``p = 0``, where the value is inf)."""
+    if y == 0.0:
+        return 0.0 * p
+    if y < 0.0 or p < 0.0:  # NaN, like the value
+        return math.nan
+    if p == 0.0:  # (no division by zero: numba's CPU kernels raise on it)
+        return -y * math.inf
+    return -y / p
+
+
+def focal(z, x, gamma, alpha):
+    """``alpha_t (1 - p_t)**gamma CE(z, x)`` on logits: sigmoid focal loss (Lin et al. 2017).
+
+    ``p = sigmoid(x)``, ``p_t = p z + (1 - p)(1 - z)``, ``CE = max(x, 0) - x z + log1p(exp(-|x|))``
+    (the stable sigmoid cross-entropy), ``alpha_t = alpha z + (1 - alpha)(1 - z)`` if ``alpha >=
+    0``, else 1 (torchvision's ``sigmoid_focal_loss``). ``1 - p_t`` is formed from ``sigmoid(x)``
+    and ``sigmoid(-x)``, each computed without cancellation; ``0**0`` is 1, so ``gamma = 0`` is
+    exactly ``alpha_t CE`` (no NaN), and logits of +-1e4 give finite values.
+    """
+    p = _sigmoid(x)
+    q = p * (1.0 - z) + _sigmoid(-x) * z  # 1 - p_t
+    relu = x if x >= 0.0 else 0.0
+    ce = relu - x * z + math.log1p(math.exp(-abs(x)))
+    at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
+    return at * ce * math.pow(q, gamma)
+
+
+def focal_grad(z, x, gamma, alpha):
+    """``alpha_t [(p - z) q**gamma + gamma CE (1 - 2z) p (1 - p) q**(gamma - 1)]``, ``q = 1 - p_t``.
+
+    The second term is formed as ``(p (1 - p) / q) q**gamma`` (``p (1 - p) <= 2q`` for labels in
+    [0, 1], so it never overflows) and is 0 when ``gamma = 0`` or ``q = 0``, its limit, instead of
+    ``0 * inf`` (optax#1267).
+    """
+    p = _sigmoid(x)
+    pm = _sigmoid(-x)
+    q = p * (1.0 - z) + pm * z
+    relu = x if x >= 0.0 else 0.0
+    ce = relu - x * z + math.log1p(math.exp(-abs(x)))
+    at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
+    qg = math.pow(q, gamma)
+    modulating = 0.0
+    if not (gamma == 0.0 or q == 0.0):  # NaN takes this branch and stays NaN
+        modulating = gamma * ce * (1.0 - 2.0 * z) * (p * pm / q) * qg
+    return at * ((p - z) * qg + modulating)
+
+
+def smooth_l1(y, p, beta):
+    """``0.5 d**2 / beta`` if ``|d| < beta``, else ``|d| - 0.5 beta`` (PyTorch; ``beta = 0`` is L1)."""
+    a = abs(p - y)
+    if a < beta:
+        return 0.5 * a * a / beta
+    return a - 0.5 * beta
+
+
+def smooth_l1_grad(y, p, beta):
+    """``d / beta`` if ``|d| < beta``, else ``sign(d)``."""
+    d = p - y
+    if abs(d) < beta:
+        return d / beta
+    return absolute_difference_grad(y, p)
+
+
+def squared_hinge(y, x):
+    """``relu(1 - (2y - 1) x)**2``: labels {0, 1} mapped to {-1, +1}, as `hinge_loss`."""
+    v = 1.0 - (2.0 * y - 1.0) * x
+    return 0.0 if v <= 0.0 else v * v
+
+
+def squared_hinge_grad(y, x):
+    """``2 relu(1 - (2y - 1) x) (1 - 2y)``."""
+    v = 1.0 - (2.0 * y - 1.0) * x
+    return 0.0 if v <= 0.0 else 2.0 * v * (1.0 - 2.0 * y)  # NaN stays NaN
+
+
+def _clamped_log(v):
+    # PyTorch's BCE: log clamped below at -100 (v = 0 gives -100, not -inf); NaN stays NaN
+    lv = _log(v)
+    return -100.0 if lv < -100.0 else lv
+
+
+def binary_cross_entropy(y, p):
+    """``-(y max(log p, -100) + (1 - y) max(log(1 - p), -100))`` on probabilities (PyTorch).
+
+    The logs are clamped at -100, so ``p`` of exactly 0 or 1 gives finite values (at most 100
+    per unit label); ``p`` outside [0, 1] gives NaN (PyTorch raises).
+    """
+    return -(y * _clamped_log(p) + (1.0 - y) * _clamped_log(1.0 - p))
+
+
+def binary_cross_entropy_grad(y, p):
+    """``-y / p + (1 - y) / (1 - p)``, each term 0 where its log is clamped.
+
+    The exact derivative of the clamped value, so finite everywhere in [0, 1] (at ``p = 0`` the
+    ``y`` term is flat). PyTorch's backward instead divides ``p - y`` by ``max(p (1 - p), 1e-12)``;
+    the two agree wherever ``p (1 - p) >= 1e-12``.
+    """
+    q = 1.0 - p
+    if p < 0.0 or q < 0.0:
+        return math.nan
+    gp = 0.0 if _log(p) < -100.0 else -y / p  # NaN takes the division and stays NaN
+    gq = 0.0 if _log(q) < -100.0 else (1.0 - y) / q
+    return gp + gq
+
+
+# --- PyTorch-style options of the cross-entropies (see builtins: extended specs) ----------------
+
+def sigmoid_cross_entropy_pos_weight(z, x, j, label_smoothing):
+    """Element ``j``: ``(1 - z) softplus(x) + pos_weight z softplus(-x)``, the stable form of
+    ``-[pos_weight z log sigmoid(x) + (1 - z) log(1 - sigmoid(x))]`` (PyTorch's
+    ``BCEWithLogitsLoss(pos_weight=...)``).
+
+    ``z`` holds the labels flattened, then the ``C`` positive-class weights, so element ``j``'s
+    weight is ``z[n + j % C]`` (``n = x.shape[0]``; ``C`` is 1 or the size of the last axis).
+    Labels are smoothed first, ``z (1 - ls) + ls / 2`` if ls > 0, then weighted.
+    """
+    n = x.shape[0]
+    pw = float(z[n + j % (z.shape[0] - n)])
+    zj = float(z[j])
+    if label_smoothing > 0.0:
+        zj = zj * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    xj = float(x[j])
+    tail = math.log1p(math.exp(-abs(xj)))
+    softplus_pos = (xj if xj >= 0.0 else 0.0) + tail
+    softplus_neg = (0.0 if xj >= 0.0 else -xj) + tail
+    return (1.0 - zj) * softplus_pos + pw * zj * softplus_neg
+
+
+def sigmoid_cross_entropy_pos_weight_grad(z, x, j, scale, out, label_smoothing):
+    """``(1 - z) sigmoid(x) - pos_weight z sigmoid(-x)``."""
+    n = x.shape[0]
+    pw = float(z[n + j % (z.shape[0] - n)])
+    zj = float(z[j])
+    if label_smoothing > 0.0:
+        zj = zj * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    xj = float(x[j])
+    out[j] = scale * ((1.0 - zj) * _sigmoid(xj) - pw * zj * _sigmoid(-xj))
+
+
+def softmax_cross_entropy_class_weighted(z, x, j, label_smoothing):
+    """Row ``j``: ``sum_k w_k z'_k (lse(x) - x_k)``, ``z'`` the labels smoothed (``z (1 - ls) +
+    ls / K`` if ls > 0) and then weighted by the class weights ``w`` (PyTorch's order).
+
+    ``z`` has one row more than ``x``: its last row holds ``w``. A term whose coefficient
+    ``w_k z'_k`` is 0 contributes exactly 0, even at a logit of -inf.
+    """
+    k_count = x.shape[1]
+    rows = x.shape[0]
+    m, lse = _row_logsumexp(x, j)
+    loss = 0.0
+    for k in range(k_count):
+        c = float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+        if c != 0.0:  # NaN takes this branch and stays NaN
+            loss += c * (lse - (float(x[j, k]) - m))
+    return loss
+
+
+def softmax_cross_entropy_class_weighted_grad(z, x, j, scale, out, label_smoothing):
+    """``d/dx_k = (sum_i w_i z'_i) softmax(x)_k - w_k z'_k``."""
+    k_count = x.shape[1]
+    rows = x.shape[0]
+    m, lse = _row_logsumexp(x, j)
+    total = 0.0
+    for k in range(k_count):
+        total += float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+    for k in range(k_count):
+        c = float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+        out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse) - c)
+
+
+def sparse_softmax_cross_entropy_extended(y, x, j, label_smoothing):
+    """Row ``j`` with PyTorch's ``cross_entropy(weight=w, ignore_index=..., label_smoothing=ls)``.
+
+    ``y`` (float64) holds the labels, ``-1`` marking an ignored row, then the ``K`` class
+    weights ``w``. An ignored row is 0 and never read. Otherwise, with ``nll_k = lse(x) - x_k``
+    and ``t`` the label: ``nll_t`` if ls = 0, else ``(1 - ls) nll_t + (ls / K) sum_k w_k nll_k
+    / w_t``. The sample's weight carries ``w_t`` (see builtins), so the weighted loss is
+    PyTorch's ``(1 - ls) w_t nll_t + (ls / K) sum_k w_k nll_k``; a row with ``w_t = 0`` is 0.
+    """
+    t = y[j]
+    if t < 0.0:
+        return 0.0
+    k_count = x.shape[1]
+    label = int(t)
+    if label >= k_count:
+        return math.nan
+    m, lse = _row_logsumexp(x, j)
+    nll = lse - (float(x[j, label]) - m)
+    if label_smoothing > 0.0:
+        rows = x.shape[0]
+        wt = y[rows + label]
+        if wt == 0.0:
+            return 0.0
+        s = 0.0
+        for k in range(k_count):
+            wk = y[rows + k]
+            if wk != 0.0:  # a zero-weight class contributes 0, even at a logit of -inf
+                s += wk * (lse - (float(x[j, k]) - m))
+        return (1.0 - label_smoothing) * nll + (label_smoothing / k_count) * (s / wt)
+    return nll
+
+
+def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smoothing):
+    """``softmax(x)_k - [k == t]`` if ls = 0, else ``((sum_i w_i z'_i) softmax(x)_k - w_k z'_k)
+    / w_t`` with ``z' = (1 - ls) onehot(t) + ls / K``; 0 for an ignored row."""
+    t = y[j]
+    k_count = x.shape[1]
+    if t < 0.0:
+        for k in range(k_count):
+            out[j, k] = 0.0
+        return
+    label = int(t)
+    if label >= k_count:
+        for k in range(k_count):
+            out[j, k] = math.nan
+        return
+    m, lse = _row_logsumexp(x, j)
+    if label_smoothing > 0.0:
+        rows = x.shape[0]
+        wt = y[rows + label]
+        if wt == 0.0:
+            for k in range(k_count):
+                out[j, k] = 0.0
+            return
+        uniform = label_smoothing / k_count
+        total = (1.0 - label_smoothing) * wt
+        for k in range(k_count):
+            total += uniform * y[rows + k]
+        for k in range(k_count):
+            zk = uniform + (1.0 - label_smoothing if k == label else 0.0)
+            out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse)
+                                 - y[rows + k] * zk) / wt
+        return
+    for k in range(k_count):
+        hit = 1.0 if k == label else 0.0
+        out[j, k] = scale * (math.exp(float(x[j, k]) - m - lse) - hit)

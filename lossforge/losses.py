@@ -107,23 +107,36 @@ def hinge_loss(labels, logits, weights=1.0, scope=None, loss_collection=LOSSES,
 
 
 def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothing=0,
-                          scope=None, loss_collection=LOSSES, reduction=_DEFAULT):
+                          scope=None, loss_collection=LOSSES, reduction=_DEFAULT, *,
+                          pos_weight=None):
     """Sigmoid cross-entropy ``L = max(x, 0) - x z + log1p(exp(-|x|))`` of ``logits`` x.
 
     With ``label_smoothing > 0`` the labels become ``z (1 - label_smoothing) + 0.5
-    label_smoothing``. The result has the float dtype of ``logits`` (labels are cast to it)."""
+    label_smoothing``. The result has the float dtype of ``logits`` (labels are cast to it).
+
+    ``pos_weight`` (keyword-only, not in TF; PyTorch's ``BCEWithLogitsLoss(pos_weight=)``): a
+    scalar or one value per class along the last axis (finite, >= 0) weighting the positive
+    term, ``L = -[pos_weight z log sigmoid(x) + (1 - z) log(1 - sigmoid(x))]``, computed as
+    ``(1 - z) softplus(x) + pos_weight z softplus(-x)`` with the labels smoothed first. It
+    does not enter any reduction's denominator (those depend on ``weights`` only)."""
     return _loss(_SPECS["sigmoid_cross_entropy"], multi_class_labels, logits, weights, scope,
                  loss_collection, reduction, "sigmoid_cross_entropy_loss",
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, pos_weight=pos_weight)
 
 
 def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
-                          loss_collection=LOSSES, reduction=_DEFAULT):
+                          loss_collection=LOSSES, reduction=_DEFAULT, *, class_weights=None):
     """Softmax cross-entropy over the last axis: ``L = -sum_k z_k log softmax(logits)_k``.
 
     Losses have shape ``logits.shape[:-1]``, so weights are scalar or of that shape (``[B]``
     for ``[B, K]`` logits). With ``label_smoothing > 0`` the labels become ``z (1 -
     label_smoothing) + label_smoothing / K``, ``K = logits.shape[-1]``.
+
+    ``class_weights`` (keyword-only, not in TF; PyTorch's ``weight=`` with probability targets):
+    ``K`` finite values, ``L = -sum_k w_k z'_k log softmax(logits)_k`` where ``z'`` are the
+    *smoothed* labels (smoothing first, then class weights, as PyTorch). The sample weights are
+    unchanged, so ``MEAN`` divides by ``sum(weights)``, like PyTorch's 'mean' for probability
+    targets (the batch size); a term with coefficient ``w_k z'_k = 0`` is exactly 0.
 
     Example (seed 002):
       >>> logits = np.float32([[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]])
@@ -133,18 +146,42 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
     """
     return _loss(_SPECS["softmax_cross_entropy"], onehot_labels, logits, weights, scope,
                  loss_collection, reduction, "softmax_cross_entropy_loss",
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, class_weights=class_weights)
 
 
 def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
-                                 loss_collection=LOSSES, reduction=_DEFAULT):
+                                 loss_collection=LOSSES, reduction=_DEFAULT, *,
+                                 class_weights=None, ignore_index=None, label_smoothing=None):
     """Softmax cross-entropy with integer class labels: ``L = logsumexp(logits) - logits[label]``.
 
     ``labels`` has shape ``logits.shape[:-1]`` (a trailing 1 is squeezed); weights of one rank
     more than the labels have their last dim squeezed, so ``[B, 1]`` works. Labels outside
-    ``[0, num_classes)`` raise `InvalidArgumentError` naming the first offending index."""
+    ``[0, num_classes)`` raise `InvalidArgumentError` naming the first offending index.
+
+    Keyword-only options of PyTorch's ``cross_entropy`` (not in TF):
+
+    * ``class_weights``: ``K`` finite values; each sample's weight is multiplied by
+      ``class_weights[label]``, so ``Reduction.MEAN`` is PyTorch's weighted mean
+      ``sum(w[t] W L) / sum(w[t] W)``.
+    * ``ignore_index``: an int; samples with that label get weight 0 whatever ``weights`` says
+      (their logits are never read, and the label may lie outside ``[0, K)``, e.g. -100). A
+      batch with every sample ignored gives 0 (not NaN) under every reduction.
+    * ``label_smoothing`` in [0, 1]: the weighted loss of a sample becomes PyTorch's
+      ``(1 - ls) w[t] nll_t + (ls / K) sum_k w[k] nll_k`` (``nll_k = logsumexp - logits_k``),
+      while the denominators keep ``w[t]``. A sample whose label has class weight 0 counts for
+      nothing (PyTorch would still add its smoothing term to the sum).
+
+    Example:
+      >>> logits = np.float64([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+      >>> lossforge.losses.sparse_softmax_cross_entropy(
+      ...     [0, -100, 1], logits, ignore_index=-100, class_weights=[1.0, 3.0],
+      ...     reduction=lossforge.Reduction.MEAN)   # (1 * 0.1269 + 3 * 0.6931) / (1 + 3)
+      np.float64(0.551592388...)
+    """
     return _loss(_SPECS["sparse_softmax_cross_entropy"], labels, logits, weights, scope,
-                 loss_collection, reduction, "sparse_softmax_cross_entropy_loss")
+                 loss_collection, reduction, "sparse_softmax_cross_entropy_loss",
+                 class_weights=class_weights, ignore_index=ignore_index,
+                 label_smoothing=label_smoothing)
 
 
 def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,

@@ -206,19 +206,33 @@ class LossSpec:
                 f"{list(self.param_names) + sorted(accepted) or 'none'}.")
         return self.prepare(self, labels, predictions, weights, **shape_args), kernel_params
 
-    def __call__(self, labels, predictions, weights=1.0, reduction=None, **params):
-        """The weighted, reduced loss with TF's semantics (see `lossforge.losses`)."""
+    def route(self, params: dict) -> tuple["LossSpec", dict]:
+        """(the spec that computes a call with keyword arguments ``params``, its arguments).
+
+        Itself here; a spec with options that need another formula (the cross-entropies'
+        ``class_weights``, ``pos_weight``, ``ignore_index``) returns the spec that has it.
+        """
+        return self, params
+
+    def __call__(self, labels, predictions, weights=1.0, reduction=None, device="cpu", **params):
+        """The weighted, reduced loss with TF's semantics (see `lossforge.losses`).
+
+        ``device="cuda"`` computes it with the loss's CUDA kernels (``lossforge[cuda]``); inputs
+        may then be device arrays (see `lossforge.kernels.cuda`).
+        """
         from . import compute
         reduction = self.reduction if reduction is None else resolve_reduction(reduction)
-        prepared, kernel_params = self._prepare(labels, predictions, weights, params)
-        return compute.run(self, prepared, kernel_params, reduction)[0]
+        prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
+        return compute.run(self, prepared, kernel_params, reduction, device=device)[0]
 
-    def value_and_grad(self, labels, predictions, weights=1.0, reduction=None, **params):
+    def value_and_grad(self, labels, predictions, weights=1.0, reduction=None, device="cpu",
+                       **params):
         """``(value, grad)``: the loss as `__call__` and its gradient in the predictions/logits.
 
         ``grad`` has the predictions' shape: the derivative of the reduced value, i.e. each
         element's derivative times its weight divided by the reduction's denominator (for
         ``Reduction.NONE``, the derivative of ``sum(L * W)``). One fused pass computes both.
+        ``device`` as in `__call__`.
         """
         from . import compute
         if self.grad is None:
@@ -226,8 +240,9 @@ class LossSpec:
                 f"loss {self.name!r} has no gradient formula: register it with grad=... to use "
                 f"value_and_grad.")
         reduction = self.reduction if reduction is None else resolve_reduction(reduction)
-        prepared, kernel_params = self._prepare(labels, predictions, weights, params)
-        value, grad, _ = compute.run(self, prepared, kernel_params, reduction, with_grad=True)
+        prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
+        value, grad, _ = compute.run(self, prepared, kernel_params, reduction, with_grad=True,
+                                     device=device)
         return value, grad
 
     def __repr__(self) -> str:
@@ -353,14 +368,14 @@ def _jit_with_helpers(fn, done: dict):
                if name in names and isinstance(value, types.FunctionType)}
     cells = fn.__closure__ or ()
     if not helpers and not any(isinstance(c.cell_contents, types.FunctionType) for c in cells):
-        done[id(fn)] = jitted = numba.njit(inline="always")(fn)
+        done[id(fn)] = jitted = numba.njit(inline="always", error_model="numpy")(fn)
         return jitted
     # a copy of the function whose helper functions (globals or closure cells) are compiled too
     namespace = dict(fn.__globals__)
     closure = tuple(types.CellType(c.cell_contents) for c in cells) or None
     clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
     clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
-    done[id(fn)] = jitted = numba.njit(inline="always")(clone)
+    done[id(fn)] = jitted = numba.njit(inline="always", error_model="numpy")(clone)
     for name, helper in helpers.items():
         namespace[name] = _jit_with_helpers(helper, done)
     for cell in closure or ():

@@ -111,8 +111,10 @@ def _slot(spec) -> str:
     if spec.grad is None:
         grad = "pass  # no gradient formula: never called (mode has no GRAD bit)"
     return "\n".join(lines + [
-        "", "", '@njit(inline="always")', "def LOSS_AT(y, p, j, params):", f"    return {value}",
-        "", "", '@njit(inline="always")', "def GRAD_AT(y, p, j, scale, grad, params):",
+        "", "", '@njit(inline="always", error_model="numpy")', "def LOSS_AT(y, p, j, params):",
+        f"    return {value}",
+        "", "", '@njit(inline="always", error_model="numpy")',
+        "def GRAD_AT(y, p, j, scale, grad, params):",
         f"    {grad}", ""])
 
 

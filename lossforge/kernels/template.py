@@ -9,19 +9,20 @@ global, not an argument). As written, the slot holds the formula of ``compute_we
 ``LOSS_AT(y, p, j, params)`` is the unweighted loss of flat output element ``j`` and
 ``GRAD_AT(y, p, j, scale, grad, params)`` writes ``scale * dloss_j/dp`` into ``grad``; ``w`` is
 the ``(A, M, I)`` broadcast view of the weights built by ``lossforge.inputs.weights_view``;
-``n`` is the number of loss elements. One pass computes the partial state and, as ``mode``
+``n`` is the number of loss elements. ``error_model="numpy"``: a division by zero in a formula
+gives inf/NaN as in TF (numba's default would raise ZeroDivisionError from the kernel). One pass computes the partial state and, as ``mode``
 asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
 """
 import numpy as np
 from numba import float64, njit, prange
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def LOSS_AT(y, p, j, params):
     return float64(p[j])
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def GRAD_AT(y, p, j, scale, grad, params):
     grad[j] = scale
 # --- end of formula slot ---
@@ -31,7 +32,7 @@ GRAD = 2    # mode bit: write W * dL/dp to `grad`
 CHUNK = 16384  # elements per parallel work item; partial sums stay in float64
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks."""
     inner = w.shape[2]
@@ -69,12 +70,12 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     return weighted, weights, nonzero
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def run_serial(y, p, w, params, n, values, grad, mode):
     return _pass_range(y, p, w, params, 0, n, values, grad, mode)
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, error_model="numpy")
 def run_parallel(y, p, w, params, n, values, grad, mode):
     chunks = (n + CHUNK - 1) // CHUNK
     parts = np.zeros((chunks, 3))

@@ -167,21 +167,16 @@ class Objective:
             args[arg] = batch[key]
         reduction = term.reduction or spec.reduction
         try:
-            prepared, kernel_params = spec._prepare(args[spec.inputs[0]], args[spec.inputs[1]],
-                                                    args.get("weights", 1.0), dict(term.params))
+            spec, params = spec.route(dict(term.params))
+            prepared, kernel_params = compute.prepare(spec, args[spec.inputs[0]], args[spec.inputs[1]],
+                                                      args.get("weights", 1.0), params, device)
             value, grad, state = compute.run(spec, prepared, kernel_params, reduction,
-                                             with_grad=with_grad, **_device(device))
+                                             with_grad=with_grad, device=device)
         except LossforgeError as exc:
             raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({spec.name}): {exc}") from None
         if with_grad and grad is None:
             raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
         return float(value), grad, state, reduction
-
-
-def _device(device: str) -> dict:
-    if device == "cpu":
-        return {}
-    return {"device": device}
 
 
 def load_objective(source) -> Objective:
