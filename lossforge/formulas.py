@@ -374,26 +374,25 @@ def sigmoid_cross_entropy_pos_weight(z, x, j, label_smoothing):
     weight is ``z[n + j % C]`` (``n = x.shape[0]``; ``C`` is 1 or the size of the last axis).
     Labels are smoothed first, ``z (1 - ls) + ls / 2`` if ls > 0, then weighted.
     """
-    n = x.shape[0]
-    pw = float(z[n + j % (z.shape[0] - n)])
-    zj = float(z[j])
-    if label_smoothing > 0.0:
-        zj = zj * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    xj = float(x[j])
+    pw, zj, xj = _pos_weighted_element(z, x, j, label_smoothing)
     tail = math.log1p(math.exp(-abs(xj)))
     softplus_pos = (xj if xj >= 0.0 else 0.0) + tail
     softplus_neg = (0.0 if xj >= 0.0 else -xj) + tail
     return (1.0 - zj) * softplus_pos + pw * zj * softplus_neg
 
 
-def sigmoid_cross_entropy_pos_weight_grad(z, x, j, scale, out, label_smoothing):
-    """``(1 - z) sigmoid(x) - pos_weight z sigmoid(-x)``."""
+def _pos_weighted_element(z, x, j, label_smoothing):
+    """(pos_weight, smoothed label, logit) of element ``j`` of the packed ``z`` (see above)."""
     n = x.shape[0]
-    pw = float(z[n + j % (z.shape[0] - n)])
     zj = float(z[j])
     if label_smoothing > 0.0:
         zj = zj * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    xj = float(x[j])
+    return float(z[n + j % (z.shape[0] - n)]), zj, float(x[j])
+
+
+def sigmoid_cross_entropy_pos_weight_grad(z, x, j, scale, out, label_smoothing):
+    """``(1 - z) sigmoid(x) - pos_weight z sigmoid(-x)``."""
+    pw, zj, xj = _pos_weighted_element(z, x, j, label_smoothing)
     out[j] = scale * ((1.0 - zj) * _sigmoid(xj) - pw * zj * _sigmoid(-xj))
 
 

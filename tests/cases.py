@@ -99,3 +99,16 @@ def weight_kinds(loss_shape, rng, dtype=np.float32):
             kinds["per_feature"] = rng.uniform(0.5, 2, size=(1,) + loss_shape[1:])
     return {k: np.asarray(v).astype(dtype).astype(np.float64) if np.ndim(v) else v
             for k, v in kinds.items()}
+
+
+def gradient_weights(kind, loss_shape, rng):
+    """Weights of ``kind`` (scalar, per_sample, per_element) for gradient tests."""
+    if kind == "scalar":
+        return 1.7
+    if kind == "per_sample":
+        w = rng.uniform(0.5, 2.0, size=loss_shape[:1] + (1,) * (len(loss_shape) - 1))
+        w.flat[0] = 0.0
+        return w
+    w = rng.uniform(-1.0, 2.0, size=loss_shape)
+    w.flat[::3] = 0.0
+    return w

@@ -16,7 +16,7 @@ import pytest
 import lossforge
 from lossforge import InvalidArgumentError, InvalidTypeError, Reduction, registry
 from lossforge.builtins import EXTENDED, OptionsSpec
-from cases import weight_kinds
+from cases import gradient_weights, weight_kinds
 
 R = Reduction
 L = lossforge.losses
@@ -436,18 +436,6 @@ def _check_gradient(spec, y, p, weights, reduction, h=1e-6, **kw):
                                rtol=1e-5, atol=1e-7)
 
 
-def _weights_for(kind, loss_shape, rng):
-    if kind == "scalar":
-        return 1.7
-    if kind == "per_sample":
-        w = rng.uniform(0.5, 2.0, size=loss_shape[:1] + (1,) * (len(loss_shape) - 1))
-        w.flat[0] = 0.0
-        return w
-    w = rng.uniform(-1.0, 2.0, size=loss_shape)
-    w.flat[::3] = 0.0
-    return w
-
-
 WEIGHT_KINDS = ["scalar", "per_sample", "per_element"]
 
 
@@ -460,7 +448,7 @@ def test_extra_loss_gradient_matches_finite_differences(case, reduction, weights
     y, p = make(rng, (3, 4))
     if name == "kl_divergence":
         p = np.clip(p, 0.05, None)  # keep h off p = 0
-    _check_gradient(registry.get(name), y, p, _weights_for(weights, y.shape, rng), reduction,
+    _check_gradient(registry.get(name), y, p, gradient_weights(weights, y.shape, rng), reduction,
                     **params)
 
 
@@ -600,7 +588,7 @@ def test_sparse_options_gradient_matches_finite_differences(combo, reduction):
     cw = None if cw is None else cw[:4]
     spec = registry.get("sparse_softmax_cross_entropy")
     for kind in WEIGHT_KINDS:
-        w = _weights_for(kind, t.shape, rng)
+        w = gradient_weights(kind, t.shape, rng)
         _check_gradient(spec, t, x, w, reduction, **_options(cw, ii, ls))
 
 
@@ -805,7 +793,7 @@ def test_softmax_class_weights_gradient_matches_finite_differences(reduction):
     spec = registry.get("softmax_cross_entropy")
     for ls in (0.0, 0.2):
         for kind in WEIGHT_KINDS:
-            _check_gradient(spec, z, x, _weights_for(kind, (4,), rng), reduction,
+            _check_gradient(spec, z, x, gradient_weights(kind, (4,), rng), reduction,
                             class_weights=CLASS_WEIGHTS, label_smoothing=ls)
 
 
@@ -877,7 +865,7 @@ def test_sigmoid_pos_weight_gradient_matches_finite_differences(reduction):
     for pw in (2.5, [0.5, 1.0, 2.0, 4.0]):
         for ls in (0.0, 0.2):
             for kind in WEIGHT_KINDS:
-                _check_gradient(spec, z, x, _weights_for(kind, z.shape, rng), reduction,
+                _check_gradient(spec, z, x, gradient_weights(kind, z.shape, rng), reduction,
                                 pos_weight=pw, label_smoothing=ls)
 
 
@@ -1073,7 +1061,7 @@ def test_extended_specs_have_example_inputs_and_exact_gradients(name, reduction)
                                   registry.get(name)(y, p, reduction=reduction, **kw))
     loss_shape = np.shape(spec(y, p, reduction=R.NONE, **kw))
     for kind in WEIGHT_KINDS:
-        _check_gradient(spec, y, p, _weights_for(kind, loss_shape, rng), reduction, **kw)
+        _check_gradient(spec, y, p, gradient_weights(kind, loss_shape, rng), reduction, **kw)
 
 
 def test_unsigned_labels_with_a_negative_ignore_index():

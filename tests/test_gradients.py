@@ -6,23 +6,12 @@ import numpy as np
 import pytest
 
 import lossforge
+from cases import gradient_weights
 from lossforge import Reduction
 
 SPECS = lossforge.registry.specs()
 REDUCTIONS = [Reduction.NONE, Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE,
               Reduction.SUM_BY_NONZERO_WEIGHTS]
-
-
-def _weights(kind, loss_shape, rng):
-    if kind == "scalar":
-        return 1.7
-    if kind == "per_sample":
-        w = rng.uniform(0.5, 2.0, size=loss_shape[:1] + (1,) * (len(loss_shape) - 1))
-        w.flat[0] = 0.0
-        return w
-    w = rng.uniform(-1.0, 2.0, size=loss_shape)
-    w.flat[::3] = 0.0
-    return w
 
 
 def _reduced(spec, y, p, w, r, kw):
@@ -49,7 +38,7 @@ def test_gradient_matches_finite_differences(spec, reduction, weights):
     rng = np.random.default_rng(abs(hash((spec.name, reduction.name, weights))) % 2**32)
     y, p, kw = spec.example_inputs(rng, batch=3, classes=4)
     loss_shape = np.shape(spec(y, p, reduction=Reduction.NONE, **kw))
-    w = _weights(weights, loss_shape, rng)
+    w = gradient_weights(weights, loss_shape, rng)
     value, grad = spec.value_and_grad(y, p, weights=w, reduction=reduction, **kw)
     assert grad.shape == p.shape and grad.dtype == np.float64
     np.testing.assert_allclose(value, spec(y, p, weights=w, reduction=reduction, **kw), rtol=1e-13)
