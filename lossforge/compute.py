@@ -74,5 +74,5 @@ def _cuda(device):
     if device != "cuda":
         from .errors import InvalidArgumentError
         raise InvalidArgumentError(f"`device` must be one of {DEVICES}; got {device!r}.")
-    from .kernels import cuda  # InvalidArgumentError saying what to install if numba-cuda is missing
+    from .kernels import cuda  # raises InvalidArgumentError (what to install) without numba-cuda
     return cuda

@@ -1,0 +1,641 @@
+"""CUDA kernels for every registered loss, generated from the same formulas as the CPU ones.
+
+Used through ``device="cuda"`` (``spec(labels, predictions, ..., device="cuda")``,
+``spec.value_and_grad(..., device="cuda")``, ``compute.run(..., device="cuda")``), and by
+``lossforge gpu-check``. Needs the ``lossforge[cuda]`` extra (``numba-cuda[cu13]``); nothing
+else in lossforge imports this module, so ``import lossforge`` and the CPU path never load
+``numba.cuda``.
+
+Kernels
+-------
+Each loss gets one kernel module, generated from ``template_cuda.py`` around the formula slot
+that the CPU template gets (see there for why formulas are ``njit(inline="always")``):
+``loss_pass`` walks the loss elements with a grid-stride loop, one thread per flat loss element
+(elementwise losses) or per row/fibre (row-wise losses, whose formula reads the whole row),
+and reduces the partial state ``(sum L*W, sum W, count W != 0)`` per block with a
+shared-memory tree into ``partials[block]``. A second launch of `_finish` (one block) sums
+the block partials in block order: a two-pass, deterministic reduction (no float atomics),
+so a result is reproducible for a given launch configuration. The state then goes through
+the same `lossforge.reduction.finalize` as on the CPU. The weighted values
+(``Reduction.NONE``) and the weighted gradient are written in the same pass, as the CPU
+kernels' ``mode`` bits ask; `_scale` applies the reduction's denominator to the gradient
+afterwards (it is known only once the state is), and `_cast`/`_fill` convert and clear.
+
+Launch configuration: `configure` (or ``$LOSSFORGE_CUDA_THREADS`` / ``$LOSSFORGE_CUDA_BLOCKS``):
+threads per block (a power of two <= `MAX_THREADS`, default 256) and the maximum number of
+blocks (default 1024; fewer when the input is small). The simulator tests use tiny launches.
+
+Inputs and outputs
+------------------
+NumPy inputs are prepared exactly as on the CPU (all checks) and copied to the device. Objects
+with ``__cuda_array_interface__`` (numba device arrays, CuPy arrays, PyTorch CUDA tensors)
+are used in place through `numba.cuda.as_cuda_array`, with no host copy: the loss's
+``prepare`` runs on host stand-ins of their shape and dtype (zero-filled, lazily allocated) to
+check shapes and find the kernel layout, and the device arrays are then reshaped to that
+layout (they must be C-contiguous) and cast on the device where the dtype differs. Values of
+device-resident inputs are not read on the host, so the host-side value checks do not apply to
+them: an out-of-range sparse label gives a NaN loss (as TF does on GPUs) instead of an error.
+A custom ``prepare`` used with device arrays must therefore only check, reshape and cast.
+
+Weights reach the kernel as the compact form of `lossforge.inputs.weights_view`'s broadcast
+``(A, M, I)`` view: a C-contiguous array whose dims are full or 1 (the broadcast ones), plus
+``M`` and ``I``. Scalar, per-sample and per-feature weights thus stay tiny on the device.
+
+Reduced values come back as NumPy scalars of the output dtype, as on the CPU. Unreduced values
+and gradients are NumPy arrays when every input was a host array, and numba device arrays
+(which have ``__cuda_array_interface__``: ``cupy.asarray``/``torch.as_tensor`` wrap them
+without a copy) when any input was a device array.
+
+Checks without a GPU: ``tests/test_cuda_sim.py`` runs every kernel under the CUDA simulator
+and compares with the CPU path (there the formulas run as compiled CPU code on the NumPy arrays
+behind the simulator's fake device arrays: see `device_view`); `check_ptx`
+(``lossforge gpu-check``, ``tests/test_cuda_ptx.py``) compiles every kernel to PTX with
+`numba.cuda.compile_ptx` and explicit signatures, and links it with nvJitLink to report
+registers and spills. Neither measures speed: that needs a GPU.
+
+Known costs (not yet measured on a GPU)
+---------------------------------------
+* The formulas compute in float64 whatever the input dtype, exactly as the CPU kernels do
+  (so results match); GPUs with slow float64 (most consumer parts) pay for it.
+* Row-wise losses run one thread per row: a thread reads its whole row (several times for a
+  softmax), so wide rows are read uncoalesced. A block-per-row kernel would need row formulas
+  split into reductions.
+* The gradient takes a second pass (`_scale`) when the denominator is not 1, and each call
+  makes a few small allocations and host<->device copies (weights, the three sums).
+* Kernels compile on the first call of each signature in each process (no on-disk cache).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+import time
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+
+__all__ = ["GRAD", "MAX_THREADS", "SIMULATOR", "VALUES", "check_gpu", "check_ptx", "configure",
+           "device_view", "is_device_array", "kernel_module", "launch_configuration",
+           "loss_signature", "prepare", "run"]
+
+INSTALL_HINT = "pip install 'lossforge[cuda]' (or: pip install 'numba-cuda[cu13]>=0.30')"
+
+
+def _require_numba_cuda() -> None:
+    """Fail clearly, before ``numba.cuda`` is imported, when NVIDIA's numba-cuda is missing.
+
+    numba still ships a deprecated built-in ``numba.cuda``; importing it would "work" and then
+    fail later in confusing ways, so the distribution is checked, not the import.
+    """
+    try:
+        metadata.version("numba-cuda")
+    except metadata.PackageNotFoundError:
+        raise InvalidArgumentError(
+            f"lossforge's CUDA kernels (device='cuda', `lossforge gpu-check`) need NVIDIA's "
+            f"numba-cuda package, which is not installed: {INSTALL_HINT}.") from None
+
+
+_require_numba_cuda()
+
+import numba  # noqa: E402
+from numba import cuda, float64  # noqa: E402
+
+try:  # numba-cuda has its own warning classes
+    from numba.cuda.core.errors import NumbaPerformanceWarning  # noqa: E402
+except ImportError:  # pragma: no cover
+    from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
+
+from ..reduction import LossState, Reduction, finalize  # noqa: E402
+
+#: True when running under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
+SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
+VALUES = 1        # mode bit: write L * W to `values` (as template.py)
+GRAD = 2          # mode bit: write W * dL/dp to `grad`
+MAX_THREADS = 512  # threads per block at most: the size of the kernels' shared-memory tree
+
+_HERE = Path(__file__).resolve().parent
+_lock = threading.Lock()
+_modules: dict[str, object] = {}
+_gpu_checked = False
+#: Called as ``hook(spec, args)`` before each ``loss_pass`` launch (tests compare the argument
+#: types with what `check_ptx` compiles).
+launch_hook = None
+
+
+# --- launch configuration ------------------------------------------------------------------------
+
+def _check_threads(threads) -> int:
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or \
+            not 1 <= threads <= MAX_THREADS or threads & (threads - 1):
+        raise InvalidArgumentError(f"CUDA threads per block must be a power of two in "
+                                   f"[1, {MAX_THREADS}]; got {threads!r}.")
+    return int(threads)
+
+
+def _check_blocks(blocks) -> int:
+    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
+        raise InvalidArgumentError(f"the maximum number of CUDA blocks must be a positive int; "
+                                   f"got {blocks!r}.")
+    return int(blocks)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidArgumentError(f"${name} must be an integer; got {value!r}.") from None
+
+
+_threads = _check_threads(_env_int("LOSSFORGE_CUDA_THREADS", 256))
+_max_blocks = _check_blocks(_env_int("LOSSFORGE_CUDA_BLOCKS", 1024))
+
+
+def configure(threads: int | None = None, blocks: int | None = None) -> tuple[int, int]:
+    """Set the threads per block and the maximum blocks per launch; returns the previous pair.
+
+    Threads must be a power of two <= `MAX_THREADS` (the block reduction halves it). A launch
+    uses ``min(blocks, ceil(n / threads))`` blocks; the grid-stride loop covers the rest.
+    Simulator runs want tiny values (e.g. 32 threads, 2-4 blocks): each simulated thread is a
+    Python thread.
+    """
+    global _threads, _max_blocks
+    previous = (_threads, _max_blocks)
+    new_threads = _threads if threads is None else _check_threads(threads)
+    new_blocks = _max_blocks if blocks is None else _check_blocks(blocks)
+    _threads, _max_blocks = new_threads, new_blocks
+    return previous
+
+
+def launch_configuration(n: int, threads: int | None = None) -> tuple[int, int]:
+    """``(blocks, threads)`` of a launch over ``n`` elements (a power of two of threads, fewer
+    than configured when ``n`` is smaller; at most the configured number of blocks)."""
+    threads = min(_threads if threads is None else threads, 1 << max(0, n - 1).bit_length())
+    return max(1, min(_max_blocks, -(-n // threads))), threads
+
+
+def _launch(kernel, blocks: int, threads: int):
+    """``kernel[blocks, threads]``, without numba-cuda's low-occupancy warning.
+
+    Small inputs get small grids on purpose; the warning (for grids under 128 blocks) would
+    fire on every small call.
+    """
+    if blocks >= 128 or SIMULATOR:
+        return kernel[blocks, threads]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        return kernel[blocks, threads]
+
+
+# --- availability --------------------------------------------------------------------------------
+
+def check_gpu() -> None:
+    """Raise `InvalidArgumentError` unless a GPU (or the simulator) can run the kernels."""
+    global _gpu_checked
+    if _gpu_checked or SIMULATOR:
+        return
+    if not cuda.is_available():
+        raise InvalidArgumentError(
+            "device='cuda': no CUDA GPU is visible (numba.cuda.is_available() is False: no "
+            "NVIDIA driver or GPU on this machine, or CUDA_VISIBLE_DEVICES hides it). Use "
+            "device='cpu'; `lossforge gpu-check` compiles the kernels without a GPU.")
+    from numba.cuda.cudadrv import nvvm
+    if not nvvm.is_available():
+        raise InvalidArgumentError(
+            f"device='cuda': numba-cuda cannot find NVVM to compile kernels: {INSTALL_HINT}.")
+    _gpu_checked = True
+
+
+# --- device arrays -------------------------------------------------------------------------------
+
+def is_device_array(obj) -> bool:
+    """Whether ``obj`` lives on the GPU: a numba device array or a ``__cuda_array_interface__``."""
+    if isinstance(obj, (np.ndarray, np.generic, float, int, list, tuple)):
+        return False
+    return getattr(type(obj), "__cuda_ndarray__", False) is True or \
+        hasattr(obj, "__cuda_array_interface__")
+
+
+def _as_device(obj, name: str):
+    """A numba device array viewing ``obj``'s GPU memory (no copy)."""
+    if getattr(type(obj), "__cuda_ndarray__", False) is True:
+        return obj
+    if SIMULATOR:
+        raise InvalidArgumentError(f"`{name}`: the CUDA simulator only takes numba device arrays "
+                                   f"(numba.cuda.to_device), not {type(obj).__name__}.")
+    return cuda.as_cuda_array(obj)
+
+
+if SIMULATOR:
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _FakeArray
+    from numba.cuda.simulator.cudadrv.devicearray import FakeWithinKernelCUDAArray as _FakeInKernel
+
+    def device_view(a):
+        """Simulator: the NumPy array behind a fake device array, so that the formulas (which
+        the simulator runs as compiled CPU code) can take it as an argument."""
+        if isinstance(a, _FakeInKernel):
+            a = a.__dict__["_item"]
+        return a._ary if isinstance(a, _FakeArray) else a
+else:
+    @numba.njit(inline="always")
+    def device_view(a):
+        """On a GPU: the array itself (inlined away)."""
+        return a
+
+
+def _reshape(array, shape):
+    """A C-order reshape of a contiguous device array (a view)."""
+    shape = tuple(int(s) for s in shape)
+    return array if tuple(array.shape) == shape else array.reshape(shape)
+
+
+def _flat(array):
+    return _reshape(array, (array.size,))
+
+
+def _contiguous(array) -> bool:
+    return array.size == 0 or array.ndim == 0 or array.is_c_contiguous()
+
+
+def _converted(array, dtype):
+    """``array`` (a contiguous device array) as ``dtype``: itself, or a cast copy on the device."""
+    dtype = np.dtype(dtype)
+    if array.dtype == dtype:
+        return array
+    out = cuda.device_array(array.shape, dtype=dtype)
+    if out.size:
+        blocks, threads = launch_configuration(out.size)
+        _launch(_cast, blocks, threads)(_flat(array), _flat(out))
+    return out
+
+
+def _host_contiguous(array: np.ndarray) -> np.ndarray:
+    """``array`` C-contiguous without zero strides: numba types a device array with a zero
+    stride (a size-1 dim NumPy left at stride 0 counts) as layout 'A', a specialisation other
+    than the one `check_ptx` compiles."""
+    array = np.ascontiguousarray(array)
+    return array.copy() if array.size and 0 in array.strides else array
+
+
+def _to_device(array):
+    return array if is_device_array(array) else cuda.to_device(_host_contiguous(array))
+
+
+def _conform(spec, array, like: np.ndarray, name: str):
+    """The device ``array`` in the layout (shape, dtype) that ``prepare`` gave its stand-in."""
+    if not _contiguous(array):
+        raise InvalidArgumentError(
+            f"{spec.name}: `{name}` is a non-contiguous device array (shape "
+            f"{tuple(array.shape)}, strides {tuple(array.strides)}); pass a C-contiguous one "
+            f"(e.g. cupy.ascontiguousarray or tensor.contiguous()).")
+    if array.size != like.size:
+        raise InvalidArgumentError(
+            f"{spec.name}: its prepare turns `{name}` of shape {tuple(array.shape)} into "
+            f"{like.shape}, which is not a reshape; device arrays need prepares that only check, "
+            f"reshape and cast. Pass host arrays instead.")
+    return _converted(_reshape(array, like.shape), like.dtype)
+
+
+def prepare(spec, labels, predictions, weights, params: dict):
+    """``spec._prepare`` for ``device="cuda"``: also takes device arrays, without host copies.
+
+    With host inputs only, this is ``spec._prepare`` itself (its arrays are copied to the device
+    by `run`). Otherwise ``prepare`` runs on zero-filled host stand-ins of the device arrays
+    (``np.zeros`` is allocated lazily by the OS: untouched pages cost nothing) to check shapes
+    and dtypes and find the layout, and the returned `Prepared` holds the device arrays in that
+    layout. Returns ``(prepared, kernel_params)``.
+    """
+    check_gpu()
+    given = (labels, predictions, weights)
+    on_device = [is_device_array(a) for a in given]
+    if not any(on_device):
+        return spec._prepare(labels, predictions, weights, params)
+    names = (*spec.inputs, "weights")
+    arrays = [_as_device(a, n) if d else a for a, n, d in zip(given, names, on_device)]
+    standins = [np.zeros(tuple(a.shape), dtype=a.dtype) if d else a
+                for a, d in zip(arrays, on_device)]
+    prepared, kernel_params = spec._prepare(*standins, params)
+    y, p, w = prepared.y, prepared.p, prepared.weights
+    if on_device[0]:
+        y = _conform(spec, arrays[0], y, names[0])
+    if on_device[1]:
+        p = _conform(spec, arrays[1], p, names[1])
+    if on_device[2]:  # shape only: the weights' dtype is the kernel's, set in _device_weights
+        like = np.broadcast_to(np.zeros((), dtype=arrays[2].dtype), np.shape(w))  # no memory
+        w = _conform(spec, arrays[2], like, names[2])
+    return prepared._replace(y=y, p=p, weights=w), kernel_params
+
+
+def _device_weights(weights, loss_shape, kd):
+    """``(compact weights on the device, M, I)`` for ``loss_pass`` (see its docstring)."""
+    from ..inputs import weights_view
+    if is_device_array(weights):
+        # the layout from a stand-in; the device weights reshape to it unless weights_view had
+        # to materialise a broadcast (more than three alternating runs: rare, done on the host)
+        view = weights_view(np.zeros(tuple(weights.shape), dtype=kd), loss_shape, kd)
+        own = tuple(s if st else 1 for s, st in zip(view.shape, view.strides))
+        if math.prod(own) != weights.size:
+            return _device_weights(weights.copy_to_host(), loss_shape, kd)
+        return _converted(_reshape(weights, own), kd), view.shape[1], view.shape[2]
+    view = weights_view(weights, loss_shape, kd)
+    compact = view[tuple(slice(None) if st else slice(0, 1) for st in view.strides)]
+    return cuda.to_device(_host_contiguous(compact)), view.shape[1], view.shape[2]
+
+
+# --- kernels -------------------------------------------------------------------------------------
+
+def kernel_module(spec):
+    """The CUDA kernel module of ``spec`` (``loss_pass``), generated and imported on first use.
+
+    Generated like the CPU module (`lossforge.kernels.loss_kernels`): ``template_cuda.py``
+    with the loss's formula slot, written to the kernel cache directory under a name holding
+    the loss's fingerprint and a hash of the template.
+    """
+    key = spec.fingerprint
+    module = _modules.get(key)
+    if module is not None:
+        return module
+    from .. import kernels, registry
+    with _lock:
+        if key not in _modules:
+            registry.remember(spec)
+            template = (_HERE / "template_cuda.py").read_text()
+            head, rest = template.split(kernels._SLOT_BEGIN)
+            _, tail = rest.split(kernels._SLOT_END)
+            source = head + kernels._SLOT_BEGIN + kernels._slot(spec) + kernels._SLOT_END + tail
+            import hashlib
+            version = hashlib.sha256(template.encode()).hexdigest()[:8]
+            name = f"cuda_{kernels._safe(spec.name)}_{key}_{version}"
+            _modules[key] = kernels._load(name, source)
+        return _modules[key]
+
+
+@cuda.jit
+def _finish(partials, out):
+    """``out[k] = sum_b partials[b, k]`` (k = 0, 1, 2) in one block, in a fixed order.
+
+    Thread ``t`` sums blocks ``t, t + T, ...`` in order, then a shared-memory tree sums the
+    threads: the second pass of the deterministic reduction.
+    """
+    shared = cuda.shared.array((3, MAX_THREADS), float64)
+    t = cuda.threadIdx.x
+    a = 0.0
+    b = 0.0
+    c = 0.0
+    for i in range(t, partials.shape[0], cuda.blockDim.x):
+        a += partials[i, 0]
+        b += partials[i, 1]
+        c += partials[i, 2]
+    shared[0, t] = a
+    shared[1, t] = b
+    shared[2, t] = c
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half:
+            shared[0, t] += shared[0, t + half]
+            shared[1, t] += shared[1, t + half]
+            shared[2, t] += shared[2, t + half]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        out[0] = shared[0, 0]
+        out[1] = shared[1, 0]
+        out[2] = shared[2, 0]
+
+
+@cuda.jit
+def _cast(src, dst):
+    """``dst[i] = src[i]`` over flat arrays (numba's conversion: rounds to nearest)."""
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+@cuda.jit
+def _scale(src, dst, factor):
+    """``dst[i] = src[i] * factor``, with ``factor`` of ``src``'s dtype: NumPy's
+    ``grad * (1.0 / denominator)`` on a float32 array multiplies in float32, so does this."""
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        dst[i] = src[i] * factor
+
+
+@cuda.jit
+def _fill(dst, value):
+    """``dst[i] = value`` over a flat array."""
+    for i in range(cuda.grid(1), dst.size, cuda.gridsize(1)):
+        dst[i] = value
+
+
+def _fill_zero(array) -> None:
+    if array.size:
+        blocks, threads = launch_configuration(array.size)
+        _launch(_fill, blocks, threads)(_flat(array), array.dtype.type(0))
+
+
+def _output(array, shape, out_dtype, on_device: bool, scale: float | None = 1.0):
+    """``(array * scale).reshape(shape).astype(out_dtype)`` (``scale=None``: zeros, as
+    ``div_no_nan``'s gradient), on the device or copied to the host."""
+    out_dtype = np.dtype(out_dtype)
+    if scale == 1.0 and array.dtype == out_dtype:
+        result = array
+    else:
+        result = array if array.dtype == out_dtype else cuda.device_array(array.shape, out_dtype)
+        if scale is None:
+            _fill_zero(result)
+        elif array.size:
+            blocks, threads = launch_configuration(array.size)
+            if scale == 1.0:
+                _launch(_cast, blocks, threads)(_flat(array), _flat(result))
+            else:
+                _launch(_scale, blocks, threads)(_flat(array), _flat(result),
+                                                 array.dtype.type(scale))
+    if on_device:
+        return _reshape(result, shape)
+    return result.copy_to_host().reshape(shape)
+
+
+def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False):
+    """`lossforge.compute.run` on the GPU: ``(value, grad or None, LossState)``.
+
+    Same meaning as the CPU path: the same partial state, `finalize` and denominators; see the
+    module docstring for where the results live.
+    """
+    from ..compute import denominator
+    check_gpu()
+    y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
+    kd, out_dtype = np.dtype(kd), np.dtype(out_dtype)
+    on_device = any(is_device_array(a) for a in (y, p, weights))
+    n = math.prod(loss_shape)
+    none = reduction is Reduction.NONE
+    dy, dp = _to_device(y), _to_device(p)
+    # unused outputs are 1-element placeholders (never written: `mode` has no bit for them),
+    # not empty arrays, whose zero strides would make the simulator type them as layout 'A'
+    values = cuda.device_array(n if none else 1, dtype=kd)
+    grad = cuda.device_array(tuple(dp.shape) if with_grad else (1,) * dp.ndim, dtype=kd)
+    if with_grad and (spec.kind != "elementwise" or not n):
+        _fill_zero(grad)  # as the CPU's np.zeros: a row formula need not write every entry
+    sums = (0.0, 0.0, 0.0)
+    if n:
+        module = kernel_module(spec)
+        w, middle, inner = _device_weights(weights, loss_shape, kd)
+        mode = (VALUES if none else 0) | (GRAD if with_grad else 0)
+        blocks, threads = launch_configuration(n)
+        partials = cuda.device_array((blocks, 3), dtype=np.float64)
+        args = (dy, dp, w, int(middle), int(inner), tuple(float(v) for v in params), int(n),
+                values, grad, mode, partials)
+        if launch_hook is not None:
+            launch_hook(spec, args)
+        _launch(module.loss_pass, blocks, threads)(*args)
+        totals = cuda.device_array(3, dtype=np.float64)
+        # one block, with threads enough for the block partials (a power of two <= threads)
+        _launch(_finish, 1, launch_configuration(blocks, threads)[1])(partials, totals)
+        sums = tuple(float(s) for s in totals.copy_to_host())
+    state = LossState(*sums, n)
+    value = (_output(values, loss_shape, out_dtype, on_device) if none
+             else out_dtype.type(finalize(state, reduction)))
+    if not with_grad:
+        return value, None, state
+    denom = denominator(state, reduction)
+    scale = 1.0 / denom if denom != 0 else None  # as the CPU path: grad * (1.0 / denom)
+    return value, _output(grad, grad_shape, out_dtype, on_device, scale), state
+
+
+# --- compiling to PTX without a GPU (lossforge gpu-check) ----------------------------------------
+
+def _array_type(dtype, ndim: int):
+    return numba.types.Array(numba.from_dtype(np.dtype(dtype)), ndim, "C")
+
+
+def loss_signature(spec, dtype=np.float32):
+    """The argument types of ``spec``'s ``loss_pass`` for inputs of ``dtype``, as `run` passes them.
+
+    The kernel layout (dims, label dtype) comes from ``spec.prepare`` on the loss's example
+    inputs (`LossSpec.example_inputs`), cast to ``dtype`` where they are floats.
+    """
+    labels, predictions, kwargs = spec.example_inputs(np.random.default_rng(0), 2, 3)
+    labels, predictions = (np.asarray(a).astype(dtype) if np.asarray(a).dtype.kind == "f"
+                           else np.asarray(a) for a in (labels, predictions))
+    prepared, params = spec._prepare(labels, predictions, 1.0, dict(kwargs))
+    kd = np.dtype(prepared.kernel_dtype)
+    t = numba.types
+    return (_array_type(prepared.y.dtype, prepared.y.ndim),
+            _array_type(prepared.p.dtype, prepared.p.ndim),
+            _array_type(kd, 3), t.int64, t.int64, numba.typeof(tuple(float(v) for v in params)),
+            t.int64, _array_type(kd, 1), _array_type(kd, prepared.p.ndim), t.int64,
+            _array_type(np.float64, 2))
+
+
+def _support_jobs():
+    """``(kernel name, variant, dispatcher, signature)`` of the loss-independent kernels."""
+    f16, f32, f64 = np.float16, np.float32, np.float64
+    jobs = [("_finish", "float64", _finish, (_array_type(f64, 2), _array_type(f64, 1)))]
+    for kd in (f32, f64):
+        name = np.dtype(kd).name
+        jobs.append(("_fill", name, _fill, (_array_type(kd, 1), numba.from_dtype(np.dtype(kd)))))
+        jobs.append(("_scale", name, _scale, (_array_type(kd, 1), _array_type(kd, 1),
+                                              numba.from_dtype(np.dtype(kd)))))
+    jobs.append(("_scale", "float32->float16", _scale,
+                 (_array_type(f32, 1), _array_type(f16, 1), numba.types.float32)))
+    for src, dst in [(f64, f32), (f32, f64), (f16, f32), (f32, f16), (np.int32, np.int64),
+                     (np.int64, f32), (np.bool_, f32)]:
+        jobs.append(("_cast", f"{np.dtype(src).name}->{np.dtype(dst).name}", _cast,
+                     (_array_type(src, 1), _array_type(dst, 1))))
+    return jobs
+
+
+def _ptx_header(ptx: str) -> dict:
+    version = re.search(r"^\.version\s+(\S+)", ptx, re.M)
+    target = re.search(r"^\.target\s+(\S+)", ptx, re.M)
+    return {"ptx_version": version.group(1) if version else None,
+            "target": target.group(1).rstrip(",") if target else None}
+
+
+def _linker():
+    """nvJitLink's ``(Linker, LinkerOptions, ObjectCode)`` from cuda.core, or None."""
+    try:
+        from cuda.core import Linker, LinkerOptions, ObjectCode
+    except ImportError:
+        try:
+            from cuda.core.experimental import Linker, LinkerOptions, ObjectCode
+        except ImportError:
+            return None
+    return Linker, LinkerOptions, ObjectCode
+
+
+def _resources(ptx: str, cc: tuple[int, int], linker) -> dict:
+    """Registers and spills from linking ``ptx`` to a cubin with nvJitLink (no ptxas, no GPU)."""
+    Linker, LinkerOptions, ObjectCode = linker
+    link = Linker(ObjectCode.from_ptx(ptx.encode(), name="kernel"),
+                  options=LinkerOptions(arch=f"sm_{cc[0]}{cc[1]}", verbose=True))
+    link.link("cubin")
+    log = link.get_info_log() or ""
+    registers = re.search(r"[Uu]sed (\d+) registers", log)
+    stores = re.search(r"(\d+) bytes spill stores", log)
+    loads = re.search(r"(\d+) bytes spill loads", log)
+    return {"registers": int(registers.group(1)) if registers else None,
+            "spill_stores": int(stores.group(1)) if stores else 0,
+            "spill_loads": int(loads.group(1)) if loads else 0}
+
+
+def check_ptx(ccs=((8, 0), (9, 0)), specs=None, dtypes=(np.float32, np.float64),
+              support: bool = True, resources: bool = True, on_result=None) -> list[dict]:
+    """Compile every loss's ``loss_pass`` (and the support kernels) to PTX for each ``cc``.
+
+    No GPU needed: `numba.cuda.compile_ptx` with an explicit signature (`loss_signature`:
+    contiguous arrays, as `run` launches them) and compute capability. With ``resources`` and
+    nvJitLink available, each PTX is also linked to a cubin to read registers and spills.
+    Returns one dict per (kernel, variant, cc): ``kernel``, ``variant``, ``cc``, ``ok``,
+    ``error``, ``ptx_version``, ``target``, ``registers``, ``spill_stores``, ``spill_loads``,
+    ``seconds`` (``skipped`` with a reason instead of a result when a loss has no example
+    inputs). ``on_result(dict)`` is called as each result arrives.
+    """
+    if cuda.compile_ptx is None or SIMULATOR:
+        raise InvalidArgumentError("the CUDA simulator is enabled (NUMBA_ENABLE_CUDASIM=1), which "
+                                   "cannot compile PTX; unset it to run the PTX checks.")
+    from .. import registry
+    specs = registry.specs() if specs is None else list(specs)
+    linker = _linker() if resources else None
+    jobs = []
+    for spec in specs:
+        for dtype in dtypes:
+            variant = np.dtype(dtype).name
+            try:
+                signature = loss_signature(spec, dtype)
+                jobs.append((spec.name, variant, lambda s=spec: kernel_module(s).loss_pass,
+                             signature, None))
+            except Exception as exc:  # no example inputs: cannot know the kernel's layout
+                jobs.append((spec.name, variant, None, None, f"{type(exc).__name__}: {exc}"))
+    if support:
+        jobs += [(name, variant, lambda k=kernel: k, sig, None)
+                 for name, variant, kernel, sig in _support_jobs()]
+    results = []
+    for name, variant, kernel, signature, skipped in jobs:
+        for cc in ccs:
+            cc = tuple(cc)
+            result = {"kernel": name, "variant": variant, "cc": f"{cc[0]}.{cc[1]}", "ok": False,
+                      "error": None, "ptx_version": None, "target": None, "registers": None,
+                      "spill_stores": None, "spill_loads": None, "seconds": 0.0}
+            if skipped is not None:
+                result.update(ok=None, skipped=skipped)
+            else:
+                start = time.perf_counter()
+                try:
+                    ptx, _ = cuda.compile_ptx(kernel(), signature, cc=cc)
+                    result.update(_ptx_header(ptx), ok=True)
+                    if linker is not None:  # a PTX that does not link would not load either
+                        result.update(_resources(ptx, cc, linker))
+                except Exception as exc:
+                    result["ok"] = False
+                    result["error"] = f"{type(exc).__name__}: {exc}"
+                result["seconds"] = round(time.perf_counter() - start, 3)
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

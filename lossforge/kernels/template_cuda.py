@@ -1,0 +1,104 @@
+"""The CUDA kernel of one loss, compiled around that loss's formulas.
+
+This file is a template, like ``template.py``: `lossforge.kernels.cuda` copies it into the
+kernel cache directory once per loss (and per fingerprint of its formulas), replacing the
+formula slot with the slot that ``template.py`` gets (`lossforge.kernels._slot`: the same
+``LOSS_AT``/``GRAD_AT`` bound to the same registered formulas), and imports the copy. As
+written, the slot holds the formula of ``compute_weighted_loss``.
+
+Why ``LOSS_AT``/``GRAD_AT`` and the formulas are ``numba.njit(inline="always")`` functions,
+not ``cuda.jit(device=True)`` ones: numba inlines them into the kernel's IR before typing, so
+the kernel calls no separate device function. A call to a device function (or to a plain
+``njit`` one) makes numba-cuda look up the current GPU while compiling, which fails on
+machines without a GPU; inlined code compiles to PTX anywhere (``lossforge gpu-check``),
+runs under the simulator, and is the same code the CPU kernels inline.
+
+No ``cache=True``: numba-cuda caches compiled kernels per GPU, which no development or CI
+machine has, so that path could not be tested; kernels compile lazily, per signature, on the
+first call of each process.
+"""
+from numba import cuda, float64, njit
+
+from lossforge.kernels.cuda import GRAD, MAX_THREADS, VALUES, device_view
+
+# --- formula slot: replaced per loss by lossforge.kernels ---
+@njit(inline="always")
+def LOSS_AT(y, p, j, params):
+    return float64(p[j])
+
+
+@njit(inline="always")
+def GRAD_AT(y, p, j, scale, grad, params):
+    grad[j] = scale
+# --- end of formula slot ---
+
+
+@cuda.jit
+def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials):
+    """One pass over the ``n`` loss elements: the partial state, and values/gradient per `mode`.
+
+    Each thread walks a grid-stride loop over flat loss elements ``j`` (elementwise losses: one
+    element; row-wise ones: one row or fibre, read whole by the row formula), accumulating
+    ``sum L*W``, ``sum W`` and ``count W != 0`` in float64 registers, like ``template.py``'s
+    loop. The block then sums its threads' partials with a shared-memory tree and thread 0
+    writes them to ``partials[blockIdx]``; `lossforge.kernels.cuda` sums the block partials
+    in a second, one-block pass. Block order is fixed, so a result does not depend on
+    scheduling (no float atomics): for one launch configuration it is bit-for-bit
+    reproducible.
+
+    ``w`` is the compact ``(A', M', I')`` weights array: each dim is the full size of the
+    ``(A, M, I)`` broadcast view of `lossforge.inputs.weights_view` or 1 (a broadcast dim), so
+    element ``j`` reads ``w[j // (M*I), (j // I) % M, j % I]`` with broadcast dims pinned to 0.
+    ``middle``/``inner`` are ``M``/``I``. Scalar weights skip the index arithmetic.
+
+    ``mode & VALUES`` writes ``values[j] = L*W`` (``Reduction.NONE``); ``mode & GRAD`` has
+    ``GRAD_AT`` write ``W * dL/dp`` into ``grad`` (the reduction's denominator is applied
+    afterwards, once the state is known). Requires ``blockDim.x`` a power of two
+    <= ``MAX_THREADS``.
+    """
+    shared = cuda.shared.array((3, MAX_THREADS), float64)
+    t = cuda.threadIdx.x
+    # the identity on a GPU; under the simulator the NumPy array behind the fake device array,
+    # so that the (CPU-compiled) formulas can read it
+    yv = device_view(y)
+    pv = device_view(p)
+    gv = device_view(grad)
+    weighted = 0.0
+    weights = 0.0
+    nonzero = 0.0
+    scalar_weight = w.size == 1
+    for j in range(cuda.blockIdx.x * cuda.blockDim.x + t, n, cuda.gridDim.x * cuda.blockDim.x):
+        if scalar_weight:
+            wt = float64(w[0, 0, 0])
+        else:
+            ia = j // (middle * inner)
+            rest = j - ia * middle * inner
+            im = rest // inner
+            ii = rest - im * inner
+            wt = float64(w[ia if w.shape[0] > 1 else 0, im if w.shape[1] > 1 else 0,
+                           ii if w.shape[2] > 1 else 0])
+        v = LOSS_AT(yv, pv, j, params) * wt
+        weighted += v
+        weights += wt
+        nonzero += 1.0 if wt != 0.0 else 0.0
+        if mode & VALUES:
+            values[j] = v
+        if mode & GRAD:
+            GRAD_AT(yv, pv, j, wt, gv, params)
+    shared[0, t] = weighted
+    shared[1, t] = weights
+    shared[2, t] = nonzero
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half:
+            shared[0, t] += shared[0, t + half]
+            shared[1, t] += shared[1, t + half]
+            shared[2, t] += shared[2, t + half]
+        cuda.syncthreads()
+        half //= 2
+    if t == 0:
+        b = cuda.blockIdx.x
+        partials[b, 0] = shared[0, 0]
+        partials[b, 1] = shared[1, 0]
+        partials[b, 2] = shared[2, 0]
