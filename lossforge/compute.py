@@ -44,7 +44,8 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         k = kernels.loss_kernels(spec)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
         run_kernel = k.run_parallel if n >= kernels.PARALLEL_THRESHOLD else k.run_serial
-        sums = run_kernel(y, p, weights_view(weights, loss_shape, kd), params, n, values, grad, mode)
+        sums = kernels.call(run_kernel, y, p, weights_view(weights, loss_shape, kd), params, n,
+                            values, grad, mode)
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))

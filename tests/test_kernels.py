@@ -100,3 +100,26 @@ def test_serial_and_parallel_kernels_give_the_same_state():
     np.testing.assert_allclose(serial, parallel, rtol=1e-12)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ga, gb)
+
+
+def test_processes_compiling_one_cache_at_once_get_the_right_numbers(tmp_path):
+    """numba's cache index has no lock; lossforge's file lock keeps concurrent cold compiles apart."""
+    code = textwrap.dedent("""
+        import json, numpy as np, lossforge
+        y = np.linspace(0, 1, 12).reshape(3, 4); p = y[::-1] * 0.5 + 0.25
+        L = lossforge.losses
+        print(json.dumps([float(L.mean_squared_error(y, p)), float(L.absolute_difference(y, p)),
+                          float(L.log_loss(y.round(), p)), float(L.hinge_loss(y.round(), p))]))
+    """)
+    env = dict(os.environ, LOSSFORGE_CACHE_DIR=str(tmp_path))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1] for o in outputs]
+    y = np.linspace(0, 1, 12).reshape(3, 4)
+    p = y[::-1] * 0.5 + 0.25
+    want = [np.mean((p - y) ** 2), np.mean(np.abs(p - y)),
+            np.mean(-y.round() * np.log(p + 1e-7) - (1 - y.round()) * np.log(1 - p + 1e-7)),
+            np.mean(np.maximum(0, 1 - (2 * y.round() - 1) * p))]
+    for out, _ in outputs:
+        np.testing.assert_allclose(json.loads(out.strip().splitlines()[-1]), want, rtol=1e-12)

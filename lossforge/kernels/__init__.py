@@ -28,7 +28,7 @@ import llvmlite
 import numba
 import numpy as np
 
-__all__ = ["loss_kernels", "pairwise_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
+__all__ = ["call", "loss_kernels", "pairwise_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
 _HERE = Path(__file__).resolve().parent
 _SLOT_BEGIN = "# --- formula slot: replaced per loss by lossforge.kernels ---\n"
@@ -41,6 +41,51 @@ PARALLEL_THRESHOLD = int(os.environ.get("LOSSFORGE_PARALLEL_THRESHOLD", 1 << 15)
 _lock = threading.Lock()
 _modules: dict[str, ModuleType] = {}
 _directory: Path | None = None
+
+
+_warm: set = set()
+
+
+def call(kernel, *args):
+    """``kernel(*args)``; the first call of each argument signature in this process holds a
+    file lock, so processes compiling into one cache directory never interleave.
+
+    numba's cache index has no lock: processes compiling the same kernels at once were seen to
+    load another loss's kernel (see ../shared/reference/numba-cuda.md). Once a signature has
+    been called, later calls skip the lock (a set lookup).
+    """
+    key = (id(kernel),) + tuple((a.dtype.str, a.ndim, a.flags.c_contiguous, a.flags.writeable)
+                                if isinstance(a, np.ndarray) else type(a) for a in args)
+    if key in _warm:
+        return kernel(*args)
+    with _file_lock(cache_directory() / ".compile.lock"):
+        result = kernel(*args)
+    _warm.add(key)
+    return result
+
+
+class _file_lock:
+    """An exclusive ``fcntl.flock`` on ``path`` (a no-op where fcntl does not exist)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = None
+
+    def __enter__(self):
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory file locks; numba's own behaviour
+            return self
+        try:
+            self.file = open(self.path, "a")
+            fcntl.flock(self.file, fcntl.LOCK_EX)
+        except OSError:  # an unwritable cache directory: run unlocked
+            self.file = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
 
 
 def _fingerprint() -> str:
