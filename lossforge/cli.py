@@ -24,7 +24,15 @@ __all__ = ["build_parser", "main"]
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     parser = argparse.ArgumentParser(
-        prog="lossforge", description="TensorFlow-exact losses on Numba kernels.")
+        prog="lossforge", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="TensorFlow-exact losses and weighted multi-task objectives on Numba kernels.",
+        epilog="examples:\n"
+               "  lossforge run configs/multitask.yaml                 # synthetic data, one batch\n"
+               "  lossforge run cfg.yaml --data val.npz --batches 10 --history h.csv\n"
+               "  lossforge plot h.csv -o components.png\n"
+               "  lossforge check cfg.yaml                             # every problem, with its line\n"
+               "  lossforge describe huber_loss\n\n"
+               "`lossforge COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"lossforge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_gpu_check(subparsers)
