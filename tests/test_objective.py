@@ -300,3 +300,10 @@ def test_every_shipped_config_loads_and_runs_on_synthetic_data(config):
     batch, params = objective.example_batch(seed=1, batch_size=8, classes=6)
     result = objective(batch, params)
     assert np.isfinite(result.total) and result.total == sum(c.weighted for c in result.components.values())
+
+
+def test_duplicate_component_names_are_reported():
+    text = ("terms:\n  a: {loss: mse, inputs: {labels: y, predictions: p}}\n"
+            "  a: {loss: mae, inputs: {labels: y, predictions: p}}\n")
+    with pytest.raises(ConfigError, match=r"<yaml text>:3:3: `terms.a`: duplicate key"):
+        lossforge.load_objective(text)

@@ -166,8 +166,16 @@ def _load_yaml(text: str, source: str, base: Path, seen: set):
 def _collect_marks(node, path: tuple, source: str, marks: dict) -> None:
     marks.setdefault(path, f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}")
     if isinstance(node, yaml.MappingNode):
+        seen = set()
         for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in seen and key.value != "<<":
+                # YAML loaders keep the last of duplicate keys silently: report it instead
+                marks.setdefault(("__duplicates__",), [])
+                marks[("__duplicates__",)].append(
+                    (path + (key.value,), f"{source}:{key.start_mark.line + 1}:"
+                                          f"{key.start_mark.column + 1}"))
             if isinstance(key, yaml.ScalarNode):
+                seen.add(key.value)
                 if key.value == "<<":  # merge key: the merged mapping's keys live here
                     for merged in (value.value if isinstance(value, yaml.SequenceNode) else [value]):
                         _collect_marks(merged, path, source, marks)
@@ -279,6 +287,10 @@ class _Validator:
         return float(value)
 
     def config(self, data) -> ObjectiveConfig:
+        for path, where in self.marks.pop(("__duplicates__",), []):
+            key = ".".join(str(p) for p in path)
+            self.problems.append(f"{where}: `{key}`: duplicate key: it is defined more than once "
+                                 f"in the same mapping (names must be unique)")
         if not isinstance(data, dict):
             raise ConfigError(self.source, [f"{self.source}: an objective config is a mapping with "
                                             f"a `terms:` section, found {type(data).__name__}"])
