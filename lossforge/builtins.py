@@ -30,6 +30,7 @@ import numpy as np
 from . import formulas as F
 from .errors import InvalidArgumentError, InvalidTypeError
 from .inputs import as_array, check_same_shape, check_weights_broadcast, float_dtypes, for_kernel
+from .reduction import Reduction
 from .registry import LossSpec, Param, Prepared, prepare_elementwise, register
 
 __all__ = ["BUILTINS", "EXTENDED", "OptionsSpec", "WEIGHTED_INPUT", "check_sparse_labels",
@@ -294,6 +295,47 @@ def _sparse_example(rng, batch, classes):
     return rng.integers(0, classes, size=batch), 3 * rng.normal(size=(batch, classes)), {}
 
 
+def _prepare_pairwise(spec, labels, predictions, weights) -> Prepared:
+    """One row per sample (the first axis); its non-zero weight count ``n_b`` packed after its
+    labels (the formula needs it, and a formula sees no weights), and ``sum(W_b)`` over the
+    weights' own elements of the sample as the row's weight: TF's graph-mode semantics."""
+    y = as_array(labels, "labels")
+    p = as_array(predictions, "predictions")
+    check_same_shape(p, y, "predictions", "labels")
+    w = as_array(weights, "weights")
+    if w.ndim == 1 and y.ndim > 1 and w.shape[0] == y.shape[0]:
+        # weights of the loss's shape [B] (one per sample), as every registered loss takes;
+        # TF's own function accepts only the inputs' rank ([B, 1, ...]) and checks that itself
+        w = w.reshape(w.shape + (1,) * (y.ndim - 1))
+    check_weights_broadcast(w, y.shape)
+    out, kd = float_dtypes(y, p)
+    batch = y.shape[0] if y.ndim else 1
+    per_sample = math.prod(y.shape[1:])
+    present, weight_sums = _pairwise_weights(w, y.shape, batch)
+    packed = np.empty((batch, per_sample + 1), dtype=kd)
+    packed[:, :per_sample] = y.reshape(batch, per_sample)
+    packed[:, per_sample] = present
+    return Prepared(packed, for_kernel(p, kd, (batch, per_sample)), weight_sums, (batch,), p.shape,
+                    out, kd)
+
+
+def _pairwise_weights(w: np.ndarray, shape: tuple[int, ...], batch: int):
+    """Per sample: the count of non-zero broadcast weights and the sum of the weights' own row."""
+    w64 = np.asarray(w, dtype=np.float64)
+    per_sample = math.prod(shape[1:])
+    if w64.ndim == 0:
+        nonzero = np.full(batch, float(per_sample if w64 != 0 else 0))
+        return nonzero, np.full(batch, float(w64))
+    rows = w64.reshape(w64.shape[0], math.prod(w64.shape[1:]))
+    broadcast = math.prod(d for d, wd in zip(shape[1:], w64.shape[1:]) if wd == 1)
+    nonzero = np.count_nonzero(rows, axis=1).astype(np.float64) * broadcast
+    return np.broadcast_to(nonzero, (batch,)), np.broadcast_to(rows.sum(axis=1), (batch,))
+
+
+def _pairwise_example(rng, batch, classes):
+    return rng.normal(size=(batch, classes)), rng.normal(size=(batch, classes)), {}
+
+
 def _cosine_example(rng, batch, classes):
     y, p = rng.normal(size=(2, batch, classes))
     return (y / np.linalg.norm(y, axis=1, keepdims=True),
@@ -430,6 +472,12 @@ BUILTINS = [
     LossSpec("cosine_distance", F.cosine_distance, F.cosine_distance_grad, kind="rowwise",
              prepare=_prepare_cosine, example=_cosine_example, builtin=True,
              doc="``1 - sum_axis(y * p)`` (inputs unit-normalised), keeping ``axis`` with size 1."),
+    LossSpec("mean_pairwise_squared_error", F.mean_pairwise_squared_error,
+             F.mean_pairwise_squared_error_grad, kind="rowwise", reduction=Reduction.SUM,
+             aliases=("sum_of_pairwise_squares",), prepare=_prepare_pairwise,
+             example=_pairwise_example, builtin=True,
+             doc="Per sample ``sum_{i<j} ((p_i - p_j) - (y_i - y_j))**2 / C(n, 2)`` over its "
+                 "non-zero-weight elements, times the sample's weight sum; default reduction SUM."),
     # --- beyond TensorFlow -------------------------------------------------------------------
     LossSpec("log_cosh", F.log_cosh, F.log_cosh_grad, aliases=("logcosh",), builtin=True),
     LossSpec("poisson", F.poisson, F.poisson_grad,

@@ -5,7 +5,6 @@ assembles them. The commands only use the public API.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np

@@ -493,3 +493,34 @@ def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smooth
     for k in range(k_count):
         hit = 1.0 if k == label else 0.0
         out[j, k] = scale * (math.exp(float(x[j, k]) - m - lse) - hit)
+
+
+def mean_pairwise_squared_error(y, p, j):
+    """Sample ``j``: ``2 SS / (n - 1) - 2 S**2 / (n (n - 1))`` with ``d = p - y``, ``SS = sum d**2``,
+    ``S = sum d`` over the sample and ``n`` its count of non-zero weights, packed by the prepare
+    as ``y[j, -1]``; each division is 0 when its denominator is <= 0 (TF's div_no_nan)."""
+    count = p.shape[1]
+    n = float(y[j, count])
+    ss = 0.0
+    s = 0.0
+    for e in range(count):
+        d = float(p[j, e]) - float(y[j, e])
+        ss += d * d
+        s += d
+    first = 2.0 * ss / (n - 1.0) if n - 1.0 > 0.0 else 0.0
+    second = 2.0 * s * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
+    return first - second
+
+
+def mean_pairwise_squared_error_grad(y, p, j, scale, out):
+    """``d/dp_e = 4 d_e / (n - 1) - 4 S / (n (n - 1))`` (the same zero-denominator rule)."""
+    count = p.shape[1]
+    n = float(y[j, count])
+    s = 0.0
+    for e in range(count):
+        s += float(p[j, e]) - float(y[j, e])
+    first = 4.0 / (n - 1.0) if n - 1.0 > 0.0 else 0.0
+    second = 4.0 * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
+    for e in range(count):
+        out[j, e] = scale * (first * (float(p[j, e]) - float(y[j, e])) - second)
+

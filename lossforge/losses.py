@@ -24,7 +24,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from .builtins import BUILTINS, WEIGHTED_INPUT
 from .collection import (LOSSES, add_loss, get_losses, get_regularization_loss,
                          get_regularization_losses, get_total_loss)
-from .inputs import as_array, check_same_shape, check_weights_broadcast, float_dtypes, for_kernel
+from .inputs import as_array, check_weights_broadcast
 from .reduction import Reduction, resolve_reduction
 
 __all__ = ["Reduction", "absolute_difference", "add_loss", "compute_weighted_loss",
@@ -223,41 +222,11 @@ def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
     documented semantics) -- or 0 when no weight is non-zero. There is no ``reduction``
     argument. 1-d inputs have one element per sample and give 0.
     """
-    y = as_array(labels, "labels")
-    p = as_array(predictions, "predictions")
-    check_same_shape(p, y, "predictions", "labels")
     w = as_array(weights, "weights")
-    check_weights_broadcast(w, y.shape)
-    out, kd = float_dtypes(y, p)
-    batch = y.shape[0] if y.ndim else 1
-    per_sample = math.prod(y.shape[1:])
-    from . import kernels  # numba, lazily
-    sums = kernels.pairwise_kernels().pairwise_sums(for_kernel(y, kd, (batch, per_sample)),
-                                                    for_kernel(p, kd, (batch, per_sample)))
-    present, weight_sums = _pairwise_weights(w, y.shape, batch)
-    ss, s = sums[:, 0], sums[:, 1]
-    term1 = 2.0 * _div_no_nan(ss, np.maximum(present - 1.0, 0.0))
-    term2 = 2.0 * _div_no_nan(s * s, np.maximum(present * (present - 1.0), 0.0))
-    total = float(np.sum((term1 - term2) * weight_sums)) if present.sum() > 0 else 0.0
-    result = out.type(total)
+    check_weights_broadcast(w, np.shape(as_array(labels, "labels")))  # TF's rule: the inputs' rank
+    result = _SPECS["mean_pairwise_squared_error"](labels, predictions, w, Reduction.SUM)
     add_loss(result, loss_collection, name=f"{scope or 'mean_pairwise_squared_error'}/value")
     return result
 
-
-def _pairwise_weights(w: np.ndarray, shape: tuple[int, ...], batch: int):
-    """Per sample: the count of non-zero broadcast weights and the sum of the weights' own row."""
-    w64 = np.asarray(w, dtype=np.float64)
-    per_sample = math.prod(shape[1:])
-    if w64.ndim == 0:
-        nonzero = np.full(batch, float(per_sample if w64 != 0 else 0))
-        return nonzero, np.full(batch, float(w64))
-    rows = w64.reshape(w64.shape[0], math.prod(w64.shape[1:]))
-    broadcast = math.prod(d for d, wd in zip(shape[1:], w64.shape[1:]) if wd == 1)
-    nonzero = np.count_nonzero(rows, axis=1).astype(np.float64) * broadcast
-    return np.broadcast_to(nonzero, (batch,)), np.broadcast_to(rows.sum(axis=1), (batch,))
-
-
-def _div_no_nan(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return np.divide(x, y, out=np.zeros_like(x), where=y != 0)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from .builtins import BUILTINS, check_sparse_labels, normalize_axis
-from .errors import InvalidArgumentError
 from .inputs import as_array
 from .reduction import Reduction
 

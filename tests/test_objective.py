@@ -1,6 +1,5 @@
 """The YAML composer: objectives, components, gradients, weighting, tracking, config errors."""
 import csv
-import os
 import threading
 from pathlib import Path
 

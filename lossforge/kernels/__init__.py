@@ -28,7 +28,7 @@ import llvmlite
 import numba
 import numpy as np
 
-__all__ = ["call", "loss_kernels", "pairwise_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
+__all__ = ["call", "loss_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
 _HERE = Path(__file__).resolve().parent
 _SLOT_BEGIN = "# --- formula slot: replaced per loss by lossforge.kernels ---\n"
@@ -94,7 +94,7 @@ def _fingerprint() -> str:
     for part in (__version__, platform.python_version(), numba.__version__,
                  llvmlite.__version__, np.__version__):
         digest.update(part.encode() + b"\0")
-    for name in ("template.py", "pairwise.py"):
+    for name in ("template.py",):
         digest.update((_HERE / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -187,11 +187,3 @@ def loss_kernels(spec):
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)[:40]
-
-
-def pairwise_kernels() -> ModuleType:
-    """The module of ``pairwise_sums`` (see ``pairwise.py``), loaded from the cache directory."""
-    with _lock:
-        if "pairwise" not in _modules:
-            _modules["pairwise"] = _load("pairwise", (_HERE / "pairwise.py").read_text())
-        return _modules["pairwise"]
