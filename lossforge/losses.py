@@ -8,11 +8,15 @@ Every function takes TF's argument names, order and defaults and returns:
   ``S / size(L)``; ``SUM_BY_NONZERO_WEIGHTS`` (the default) is ``S / count(W != 0)``. Every
   division returns 0 when its denominator is 0.
 
+Every function also takes keyword-only ``device="cpu"``; ``device="cuda"`` runs the loss's
+CUDA kernels (``pip install 'lossforge[cuda]'``; inputs may be device arrays).
+
 ``weights`` is a scalar, or has the losses' rank with every dim 1 or equal to theirs
 (``[B, 1]`` per sample, ``[B, D]`` per element); a ``[B]`` vector for ``[B, D]`` losses is an
 error, as in TF. Float32 inputs give float32 results, float64 give float64 (Python lists and
-floats are float64, as in NumPy); integer and bool inputs compute as float32; sums accumulate in float64 whatever the input. Each result is
-added to ``loss_collection`` of the active `LossCollection` (see `lossforge.collection`).
+floats are float64, as in NumPy); integer and bool inputs compute as float32; sums accumulate
+in float64 whatever the input. Each result is added to ``loss_collection`` of the active
+`LossCollection` (see `lossforge.collection`).
 
 Example:
   >>> import numpy as np, lossforge
@@ -45,16 +49,16 @@ _SPECS = {spec.name: spec for spec in BUILTINS}
 
 
 def _loss(spec, labels, predictions, weights, scope, loss_collection, reduction, default_scope,
-          **params):
+          device="cpu", **params):
     """``spec``'s weighted, reduced value, added to ``loss_collection`` as ``"<scope>/value"``."""
     reduction = resolve_reduction(reduction)
-    result = spec(labels, predictions, weights, reduction, **params)
+    result = spec(labels, predictions, weights, reduction, device=device, **params)
     add_loss(result, loss_collection, name=f"{scope or default_scope}/value")
     return result
 
 
 def absolute_difference(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
-                        reduction=_DEFAULT):
+                        reduction=_DEFAULT, *, device="cpu"):
     """Absolute difference ``L = |predictions - labels|``, weighted and reduced.
 
     Args:
@@ -65,49 +69,49 @@ def absolute_difference(labels, predictions, weights=1.0, scope=None, loss_colle
       reduction: a `Reduction` or its TF string value.
     """
     return _loss(_SPECS["absolute_difference"], labels, predictions, weights, scope,
-                 loss_collection, reduction, "absolute_difference")
+                 loss_collection, reduction, "absolute_difference", device=device)
 
 
 def mean_squared_error(labels, predictions, weights=1.0, scope=None, loss_collection=LOSSES,
-                       reduction=_DEFAULT):
+                       reduction=_DEFAULT, *, device="cpu"):
     """Squared error ``L = (predictions - labels)**2``, weighted and reduced (arguments as
     `absolute_difference`)."""
     return _loss(_SPECS["mean_squared_error"], labels, predictions, weights, scope,
-                 loss_collection, reduction, "mean_squared_error")
+                 loss_collection, reduction, "mean_squared_error", device=device)
 
 
 def huber_loss(labels, predictions, weights=1.0, delta=1.0, scope=None, loss_collection=LOSSES,
-               reduction=_DEFAULT):
+               reduction=_DEFAULT, *, device="cpu"):
     """Huber loss: with ``a = |predictions - labels|`` and ``q = min(a, delta)``,
     ``L = 0.5 q**2 + delta (a - q)``, i.e. ``0.5 a**2`` for ``a <= delta`` and
     ``0.5 delta**2 + delta (a - delta)`` beyond. ``delta`` is not validated (as TF: a negative
     delta gives negative losses)."""
     return _loss(_SPECS["huber_loss"], labels, predictions, weights, scope, loss_collection,
-                 reduction, "huber_loss", delta=delta)
+                 reduction, "huber_loss", delta=delta, device=device)
 
 
 def log_loss(labels, predictions, weights=1.0, epsilon=1e-7, scope=None, loss_collection=LOSSES,
-             reduction=_DEFAULT):
+             reduction=_DEFAULT, *, device="cpu"):
     """Log loss on probabilities:
     ``L = -labels log(predictions + epsilon) - (1 - labels) log(1 - predictions + epsilon)``.
 
     As TF, nothing is clipped: predictions outside [0, 1] give NaN, and ``epsilon=0`` with a
     prediction of exactly 0 or 1 gives inf (or NaN where it meets a zero label term)."""
     return _loss(_SPECS["log_loss"], labels, predictions, weights, scope, loss_collection,
-                 reduction, "log_loss", epsilon=epsilon)
+                 reduction, "log_loss", epsilon=epsilon, device=device)
 
 
 def hinge_loss(labels, logits, weights=1.0, scope=None, loss_collection=LOSSES,
-               reduction=_DEFAULT):
+               reduction=_DEFAULT, *, device="cpu"):
     """Hinge loss ``L = max(0, 1 - (2 labels - 1) logits)``: labels in {0, 1} map to {-1, +1}
     (linearly, without validation, as TF)."""
     return _loss(_SPECS["hinge_loss"], labels, logits, weights, scope, loss_collection,
-                 reduction, "hinge_loss")
+                 reduction, "hinge_loss", device=device)
 
 
 def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothing=0,
                           scope=None, loss_collection=LOSSES, reduction=_DEFAULT, *,
-                          pos_weight=None):
+                          pos_weight=None, device="cpu"):
     """Sigmoid cross-entropy ``L = max(x, 0) - x z + log1p(exp(-|x|))`` of ``logits`` x.
 
     With ``label_smoothing > 0`` the labels become ``z (1 - label_smoothing) + 0.5
@@ -120,11 +124,12 @@ def sigmoid_cross_entropy(multi_class_labels, logits, weights=1.0, label_smoothi
     does not enter any reduction's denominator (those depend on ``weights`` only)."""
     return _loss(_SPECS["sigmoid_cross_entropy"], multi_class_labels, logits, weights, scope,
                  loss_collection, reduction, "sigmoid_cross_entropy_loss",
-                 label_smoothing=label_smoothing, pos_weight=pos_weight)
+                 label_smoothing=label_smoothing, pos_weight=pos_weight, device=device)
 
 
 def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0, scope=None,
-                          loss_collection=LOSSES, reduction=_DEFAULT, *, class_weights=None):
+                          loss_collection=LOSSES, reduction=_DEFAULT, *, class_weights=None,
+                          device="cpu"):
     """Softmax cross-entropy over the last axis: ``L = -sum_k z_k log softmax(logits)_k``.
 
     Losses have shape ``logits.shape[:-1]``, so weights are scalar or of that shape (``[B]``
@@ -145,12 +150,13 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
     """
     return _loss(_SPECS["softmax_cross_entropy"], onehot_labels, logits, weights, scope,
                  loss_collection, reduction, "softmax_cross_entropy_loss",
-                 label_smoothing=label_smoothing, class_weights=class_weights)
+                 label_smoothing=label_smoothing, class_weights=class_weights, device=device)
 
 
 def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
                                  loss_collection=LOSSES, reduction=_DEFAULT, *,
-                                 class_weights=None, ignore_index=None, label_smoothing=None):
+                                 class_weights=None, ignore_index=None, label_smoothing=None,
+                                 device="cpu"):
     """Softmax cross-entropy with integer class labels: ``L = logsumexp(logits) - logits[label]``.
 
     ``labels`` has shape ``logits.shape[:-1]`` (a trailing 1 is squeezed); weights of one rank
@@ -180,11 +186,11 @@ def sparse_softmax_cross_entropy(labels, logits, weights=1.0, scope=None,
     return _loss(_SPECS["sparse_softmax_cross_entropy"], labels, logits, weights, scope,
                  loss_collection, reduction, "sparse_softmax_cross_entropy_loss",
                  class_weights=class_weights, ignore_index=ignore_index,
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, device=device)
 
 
 def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
-                    loss_collection=LOSSES, reduction=_DEFAULT, dim=None):
+                    loss_collection=LOSSES, reduction=_DEFAULT, dim=None, *, device="cpu"):
     """Cosine distance along ``axis``: ``L = 1 - sum_axis(labels * predictions)``.
 
     Inputs are assumed unit-normalised (nothing is normalised). The losses keep ``axis`` with
@@ -194,11 +200,11 @@ def cosine_distance(labels, predictions, axis=None, weights=1.0, scope=None,
         warnings.warn("cosine_distance: `dim` is deprecated, use `axis`.", DeprecationWarning,
                       stacklevel=2)
     return _loss(_SPECS["cosine_distance"], labels, predictions, weights, scope, loss_collection,
-                 reduction, "cosine_distance_loss", axis=axis, dim=dim)
+                 reduction, "cosine_distance_loss", axis=axis, dim=dim, device=device)
 
 
 def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSES,
-                          reduction=_DEFAULT):
+                          reduction=_DEFAULT, *, device="cpu"):
     """Weight and reduce precomputed ``losses`` (TF's ``compute_weighted_loss``).
 
     Unlike TF, integer losses are not truncated back to integers: they give float32.
@@ -207,11 +213,11 @@ def compute_weighted_loss(losses, weights=1.0, scope=None, loss_collection=LOSSE
     ``(4*1 + 1*0.5 + 2*3 + 3*9) / 4 = 9.375``.
     """
     return _loss(WEIGHTED_INPUT, losses, losses, weights, scope, loss_collection, reduction,
-                 "weighted_loss")
+                 "weighted_loss", device=device)
 
 
 def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
-                                loss_collection=LOSSES):
+                                loss_collection=LOSSES, *, device="cpu"):
     """Pairwise squared error within each sample, summed over the batch.
 
     For sample ``b`` with ``d = predictions - labels`` over its non-batch elements, ``SS_b =
@@ -224,7 +230,8 @@ def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
     """
     w = as_array(weights, "weights")
     check_weights_broadcast(w, np.shape(as_array(labels, "labels")))  # TF's rule: the inputs' rank
-    result = _SPECS["mean_pairwise_squared_error"](labels, predictions, w, Reduction.SUM)
+    result = _SPECS["mean_pairwise_squared_error"](labels, predictions, w, Reduction.SUM,
+                                                   device=device)
     add_loss(result, loss_collection, name=f"{scope or 'mean_pairwise_squared_error'}/value")
     return result
 

@@ -347,7 +347,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
 
 @needs_numba_cuda
 def test_objective_on_cuda_matches_cpu_under_the_simulator():
-    """`objective(batch, device="cuda")` runs every term's CUDA kernel: same components as CPU."""
+    """`objective(batch, device="cuda")` runs every term's CUDA kernel: same components as CPU;
+    the TF-API functions take ``device="cuda"`` too."""
     code = """
         import json, os
         import numpy as np
@@ -360,6 +361,11 @@ def test_objective_on_cuda_matches_cpu_under_the_simulator():
         gpu = objective(batch, params, device="cuda").as_dict()
         result, grads = objective.value_and_grad(batch, params, device="cuda")
         _, cpu_grads = objective.value_and_grad(batch, params)
+        y, p = batch["depth"], batch["depth_pred"]
+        L = lossforge.losses
+        cpu.update(tf_api=[float(L.huber_loss(y, p)), float(L.mean_pairwise_squared_error(y, p))])
+        gpu.update(tf_api=[float(L.huber_loss(y, p, device="cuda")),
+                           float(L.mean_pairwise_squared_error(y, p, device="cuda"))])
         print(json.dumps({"cpu": cpu, "gpu": gpu,
                           "grad_err": max(float(np.max(np.abs(np.asarray(grads[k]) - cpu_grads[k])))
                                           for k in cpu_grads)}))
@@ -370,6 +376,6 @@ def test_objective_on_cuda_matches_cpu_under_the_simulator():
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["cpu"].keys() == got["gpu"].keys()
-    for key, value in got["cpu"].items():
+    for key, value in got["cpu"].items():  # the components, and two TF-API functions
         assert got["gpu"][key] == pytest.approx(value, rel=1e-9), key
     assert got["grad_err"] < 1e-9

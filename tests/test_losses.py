@@ -139,3 +139,31 @@ def test_weights_are_not_required_to_be_float():
     assert got == pytest.approx(1.0)
     got = lossforge.losses.mean_squared_error(y, p, weights=[[3], [0]], reduction="weighted_sum")
     assert got == pytest.approx(6.0)
+
+
+def test_every_tf_function_keeps_tf_positional_signature_and_adds_keyword_only_device():
+    """TF's positional arguments first and unchanged; lossforge's additions keyword-only."""
+    import inspect
+    tf_order = {
+        "absolute_difference": ["labels", "predictions", "weights", "scope", "loss_collection", "reduction"],
+        "mean_squared_error": ["labels", "predictions", "weights", "scope", "loss_collection", "reduction"],
+        "huber_loss": ["labels", "predictions", "weights", "delta", "scope", "loss_collection", "reduction"],
+        "log_loss": ["labels", "predictions", "weights", "epsilon", "scope", "loss_collection", "reduction"],
+        "hinge_loss": ["labels", "logits", "weights", "scope", "loss_collection", "reduction"],
+        "sigmoid_cross_entropy": ["multi_class_labels", "logits", "weights", "label_smoothing", "scope",
+                                  "loss_collection", "reduction"],
+        "softmax_cross_entropy": ["onehot_labels", "logits", "weights", "label_smoothing", "scope",
+                                  "loss_collection", "reduction"],
+        "sparse_softmax_cross_entropy": ["labels", "logits", "weights", "scope", "loss_collection",
+                                         "reduction"],
+        "cosine_distance": ["labels", "predictions", "axis", "weights", "scope", "loss_collection",
+                            "reduction", "dim"],
+        "compute_weighted_loss": ["losses", "weights", "scope", "loss_collection", "reduction"],
+        "mean_pairwise_squared_error": ["labels", "predictions", "weights", "scope", "loss_collection"],
+    }
+    for name, order in tf_order.items():
+        parameters = inspect.signature(getattr(lossforge.losses, name)).parameters.values()
+        positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
+        keyword_only = [p.name for p in parameters if p.kind is p.KEYWORD_ONLY]
+        assert positional == order, name
+        assert "device" in keyword_only, name
