@@ -363,9 +363,12 @@ def test_objective_on_cuda_matches_cpu_under_the_simulator():
         _, cpu_grads = objective.value_and_grad(batch, params)
         y, p = batch["depth"], batch["depth_pred"]
         L = lossforge.losses
-        cpu.update(tf_api=[float(L.huber_loss(y, p)), float(L.mean_pairwise_squared_error(y, p))])
+        w = (y > 2.0) * 1.0
+        cpu.update(tf_api=[float(L.huber_loss(y, p)), float(L.mean_pairwise_squared_error(y, p)),
+                           float(L.compute_weighted_loss(y, w))])
         gpu.update(tf_api=[float(L.huber_loss(y, p, device="cuda")),
-                           float(L.mean_pairwise_squared_error(y, p, device="cuda"))])
+                           float(L.mean_pairwise_squared_error(y, p, device="cuda")),
+                           float(L.compute_weighted_loss(y, w, device="cuda"))])
         print(json.dumps({"cpu": cpu, "gpu": gpu,
                           "grad_err": max(float(np.max(np.abs(np.asarray(grads[k]) - cpu_grads[k])))
                                           for k in cpu_grads)}))
