@@ -32,6 +32,13 @@ GRAD = 2    # mode bit: write W * dL/dp to `grad`
 CHUNK = 16384  # elements per parallel work item; partial sums stay in float64
 
 
+@njit(inline="always", error_model="numpy")
+def _weighted_element(y, p, row, k, j, params):
+    """(L_j * W_j, W_j) with W_j = row[k]."""
+    wt = float64(row[k])
+    return LOSS_AT(y, p, j, params) * wt, wt
+
+
 @njit(cache=True, error_model="numpy")
 def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks."""
@@ -48,19 +55,26 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     nonzero = 0.0
     j = start
     while j < stop:
-        # one run along the innermost weights axis: a tight loop without index bookkeeping
+        # one run along the innermost weights axis: a tight loop without index bookkeeping;
+        # the value-only loop is separate so its body has no stores (LLVM does not unswitch it)
         run = min(inner - ii, stop - j)
         row = w[ia, im]
-        for t in range(run):
-            wt = float64(row[ii + t])
-            v = LOSS_AT(y, p, j + t, params) * wt
-            weighted += v
-            weights += wt
-            nonzero += 1.0 if wt != 0.0 else 0.0
-            if write_values:
-                values[j + t] = v
-            if write_grad:
-                GRAD_AT(y, p, j + t, wt, grad, params)
+        if write_values or write_grad:
+            for t in range(run):
+                v, wt = _weighted_element(y, p, row, ii + t, j + t, params)
+                weighted += v
+                weights += wt
+                nonzero += 1.0 if wt != 0.0 else 0.0
+                if write_values:
+                    values[j + t] = v
+                if write_grad:
+                    GRAD_AT(y, p, j + t, wt, grad, params)
+        else:
+            for t in range(run):
+                v, wt = _weighted_element(y, p, row, ii + t, j + t, params)
+                weighted += v
+                weights += wt
+                nonzero += 1.0 if wt != 0.0 else 0.0
         j += run
         ii = 0
         im += 1
