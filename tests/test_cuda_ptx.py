@@ -8,41 +8,17 @@ spills (for 9.0). Runs in subprocesses with the simulator switched off (it repla
 ``compile_ptx`` with None), one per compute capability, in parallel.
 """
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from importlib import metadata
 
-import pytest
-
-
-def _numba_cuda_installed() -> bool:
-    # numba ships a deprecated built-in numba.cuda, so importing it proves nothing
-    try:
-        metadata.version("numba-cuda")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
+from cuda_support import skip_without_numba_cuda, subprocess_env
 
 
-pytestmark = pytest.mark.skipif(
-    not _numba_cuda_installed(),
-    reason="numba-cuda is not installed (pip install 'lossforge[cuda]'): no CUDA kernels to "
-           "compile")
+pytestmark = skip_without_numba_cuda("compile")
 
 TIMEOUT = 600
 CCS = ("8.0", "9.0")
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env() -> dict:
-    """The environment of a subprocess: lossforge importable, the simulator off."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    return env
 
 
 def _cli(*args: str) -> list[str]:
@@ -58,13 +34,13 @@ OPTIONS = {"8.0": ("--no-resources",), "9.0": ("--no-support",)}
 def test_every_registered_loss_compiles_to_ptx_for_cc_80_and_90(tmp_path):
     reports = {cc: tmp_path / f"gpu-check-{cc}.json" for cc in CCS}
     runs = {cc: subprocess.Popen(_cli("gpu-check", "--cc", cc, *OPTIONS[cc], "--json", str(path)),
-                                 env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
             for cc, path in reports.items()}
     registered = subprocess.run(
         [sys.executable, "-c",
          "import json, lossforge; print(json.dumps(lossforge.registry.names()))"],
-        env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+        env=subprocess_env(), capture_output=True, text=True, timeout=TIMEOUT)
     outputs = {cc: run.communicate(timeout=TIMEOUT) for cc, run in runs.items()}
     assert registered.returncode == 0, registered.stderr
     names = json.loads(registered.stdout)
@@ -117,7 +93,7 @@ def test_gpu_check_fails_with_exit_code_1_on_a_kernel_cuda_rejects():
         sys.exit(main(["gpu-check", "--cc", "9.0", "--loss", "uses_numpy_exp", "--loss", "mse",
                        "--dtype", "float64", "--no-support", "--no-resources"]))
     """)
-    out = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
@@ -128,13 +104,13 @@ def test_gpu_check_fails_with_exit_code_1_on_a_kernel_cuda_rejects():
 
 
 def test_gpu_check_usage_errors():
-    out = subprocess.run(_cli("gpu-check", "--cc", "nine"), env=_env(), capture_output=True,
+    out = subprocess.run(_cli("gpu-check", "--cc", "nine"), env=subprocess_env(), capture_output=True,
                          text=True, timeout=TIMEOUT)
     assert out.returncode == 2 and "not a compute capability: 'nine'" in out.stderr
-    out = subprocess.run(_cli("gpu-check", "--loss", "no_such_loss"), env=_env(),
+    out = subprocess.run(_cli("gpu-check", "--loss", "no_such_loss"), env=subprocess_env(),
                          capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 1 and "No loss named 'no_such_loss'" in out.stderr
     out = subprocess.run(_cli("gpu-check", "--cc", "9.0", "--loss", "mse"),
-                         env=dict(_env(), NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
+                         env=subprocess_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
                          text=True, timeout=TIMEOUT)
     assert out.returncode == 1 and "simulator is enabled" in out.stderr

@@ -17,50 +17,29 @@ thread is a Python thread. The argument types of every launch are compared with 
 """
 import json
 import math
-import os
 import subprocess
 import sys
 import textwrap
-from importlib import metadata
 
 import numpy as np
 import pytest
 
+from cuda_support import ROOT, skip_without_numba_cuda, subprocess_env
 
-def _numba_cuda_installed() -> bool:
-    # numba ships a deprecated built-in numba.cuda, so importing it proves nothing
-    try:
-        metadata.version("numba-cuda")
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_numba_cuda = pytest.mark.skipif(
-    not _numba_cuda_installed(),
-    reason="numba-cuda is not installed (pip install 'lossforge[cuda]'): no CUDA kernels to check")
+needs_numba_cuda = skip_without_numba_cuda("check")
 
 SHARDS = 2
 TIMEOUT = 600
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env(**extra) -> dict:
-    """The environment of a subprocess: lossforge importable, the simulator off unless asked."""
-    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    env.update(extra)
-    return env
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=_env(),
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=subprocess_env(),
                           capture_output=True, text=True, timeout=TIMEOUT)
 
 
 @needs_numba_cuda
 def test_every_registered_loss_matches_the_cpu_path_under_the_simulator():
-    env = _env(NUMBA_ENABLE_CUDASIM="1")
+    env = subprocess_env(NUMBA_ENABLE_CUDASIM="1")
     workers = [subprocess.Popen([sys.executable, __file__, "worker", str(i), str(SHARDS)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for i in range(SHARDS)]
@@ -374,7 +353,7 @@ def test_objective_on_cuda_matches_cpu_under_the_simulator():
                                           for k in cpu_grads)}))
     """ % ROOT
     out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                         env=_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
+                         env=subprocess_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
                          timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])

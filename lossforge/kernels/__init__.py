@@ -39,7 +39,7 @@ _SLOT_END = "# --- end of formula slot ---\n"
 PARALLEL_THRESHOLD = int(os.environ.get("LOSSFORGE_PARALLEL_THRESHOLD", 1 << 15))
 
 _lock = threading.Lock()
-_modules: dict[str, ModuleType] = {}
+_modules: dict[tuple[str, str], ModuleType] = {}
 _directory: Path | None = None
 
 
@@ -94,7 +94,7 @@ def _fingerprint() -> str:
     for part in (__version__, platform.python_version(), numba.__version__,
                  llvmlite.__version__, np.__version__):
         digest.update(part.encode() + b"\0")
-    for name in ("template.py",):
+    for name in ("template.py", "template_cuda.py"):
         digest.update((_HERE / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -164,12 +164,21 @@ def _slot(spec) -> str:
 
 
 def loss_kernels(spec):
-    """The kernel module of the `LossSpec` ``spec``, generated and imported on first use.
+    """The CPU kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
     It provides ``run_serial``/``run_parallel(y, p, w, params, n, values, grad, mode) ->
     (sum L*W, sum W, count W != 0)`` (see ``template.py``).
     """
-    key = spec.fingerprint
+    return generated_module(spec, "template.py")
+
+
+def generated_module(spec, template: str, prefix: str = ""):
+    """``template`` (a file of this package) with ``spec``'s formula slot, imported once.
+
+    The module file is ``<prefix><loss>_<formula fingerprint>.py`` in `cache_directory` (whose
+    name fingerprints the templates), so each loss's compiled kernels cache under their own name.
+    """
+    key = (template, spec.fingerprint)
     module = _modules.get(key)
     if module is not None:
         return module
@@ -177,11 +186,10 @@ def loss_kernels(spec):
         if key not in _modules:
             from lossforge import registry
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
-            template = (_HERE / "template.py").read_text()
-            head, rest = template.split(_SLOT_BEGIN)
+            head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
             source = head + _SLOT_BEGIN + _slot(spec) + _SLOT_END + tail
-            _modules[key] = _load(f"{_safe(spec.name)}_{key}", source)
+            _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source)
         return _modules[key]
 
 

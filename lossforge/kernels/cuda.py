@@ -69,11 +69,9 @@ from __future__ import annotations
 import math
 import os
 import re
-import threading
 import time
 import warnings
 from importlib import metadata
-from pathlib import Path
 
 import numpy as np
 
@@ -118,9 +116,6 @@ VALUES = 1        # mode bit: write L * W to `values` (as template.py)
 GRAD = 2          # mode bit: write W * dL/dp to `grad`
 MAX_THREADS = 512  # threads per block at most: the size of the kernels' shared-memory tree
 
-_HERE = Path(__file__).resolve().parent
-_lock = threading.Lock()
-_modules: dict[str, object] = {}
 _gpu_checked = False
 #: Called as ``hook(spec, args)`` before each ``loss_pass`` launch (tests compare the argument
 #: types with what `check_ptx` compiles).
@@ -352,29 +347,10 @@ def _device_weights(weights, loss_shape, kd):
 # --- kernels -------------------------------------------------------------------------------------
 
 def kernel_module(spec):
-    """The CUDA kernel module of ``spec`` (``loss_pass``), generated and imported on first use.
-
-    Generated like the CPU module (`lossforge.kernels.loss_kernels`): ``template_cuda.py``
-    with the loss's formula slot, written to the kernel cache directory under a name holding
-    the loss's fingerprint and a hash of the template.
-    """
-    key = spec.fingerprint
-    module = _modules.get(key)
-    if module is not None:
-        return module
-    from .. import kernels, registry
-    with _lock:
-        if key not in _modules:
-            registry.remember(spec)
-            template = (_HERE / "template_cuda.py").read_text()
-            head, rest = template.split(kernels._SLOT_BEGIN)
-            _, tail = rest.split(kernels._SLOT_END)
-            source = head + kernels._SLOT_BEGIN + kernels._slot(spec) + kernels._SLOT_END + tail
-            import hashlib
-            version = hashlib.sha256(template.encode()).hexdigest()[:8]
-            name = f"cuda_{kernels._safe(spec.name)}_{key}_{version}"
-            _modules[key] = kernels._load(name, source)
-        return _modules[key]
+    """The CUDA kernel module of ``spec`` (``loss_pass``), generated and imported on first use,
+    like the CPU one (`lossforge.kernels.generated_module`) from ``template_cuda.py``."""
+    from .. import kernels
+    return kernels.generated_module(spec, "template_cuda.py", prefix="cuda_")
 
 
 @cuda.jit
