@@ -10,11 +10,11 @@ __version__ = "0.1.0"
 
 from . import losses, nn, registry
 from .collection import LOSSES, REGULARIZATION_LOSSES, LossCollection
-from .objective import ConfigError, Objective, ObjectiveResult, load_objective
+from .objective import ConfigError, Objective, ObjectiveResult, ObjectiveState, load_objective
 from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
 from .reduction import LossState, Reduction
 from .registry import LossSpec, Param, register_loss
 
-__all__ = ["ConfigError", "Objective", "ObjectiveResult", "load_objective", "InvalidArgumentError", "InvalidTypeError", "LOSSES", "LossCollection", "LossState",
+__all__ = ["ConfigError", "Objective", "ObjectiveResult", "ObjectiveState", "load_objective", "InvalidArgumentError", "InvalidTypeError", "LOSSES", "LossCollection", "LossState",
            "LossforgeError", "LossSpec", "Param", "REGULARIZATION_LOSSES", "Reduction", "losses", "nn",
            "register_loss", "registry", "__version__"]

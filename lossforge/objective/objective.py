@@ -23,7 +23,8 @@ class Component:
 
     ``kind`` is ``"term"`` (a loss; ``state`` holds its partial sums and ``reduction``),
     ``"regularizer"`` (``value`` is the whole term, scale included; ``weight`` 1.0) or
-    ``"log_var"`` (uncertainty weighting's ``s_k``; weight 1.0).
+    ``"log_var"`` (uncertainty weighting's ``s_k``; weight 1.0). ``dtype`` is a term's output
+    dtype (``"float32"`` for float32 inputs: ``value`` is then float32-rounded).
     """
 
     name: str
@@ -33,17 +34,40 @@ class Component:
     kind: str = "term"
     state: LossState | None = None
     reduction: Reduction | None = None
+    dtype: str | None = None
 
 
 @dataclass(frozen=True)
 class ObjectiveResult:
-    """``total`` and every component by name; ``total == sum(c.weighted for c in components)``."""
+    """``total`` and every component by name; ``total == sum(c.weighted for c in components)``.
+
+    ``result.state`` is its mergeable, serialisable `ObjectiveState`; ``a + b`` is the result
+    of the merged states (what one call on both batches gives, for results evaluated with the
+    same params and weights).
+    """
 
     total: float
     components: MappingProxyType
 
     def __getitem__(self, name: str) -> Component:
         return self.components[name]
+
+    @property
+    def state(self):
+        """The `ObjectiveState` of this result: per loss term its `LossState`, reduction,
+        weight and dtype; per regularizer / log-variance its value."""
+        from .state import ObjectiveState
+        return ObjectiveState.from_components(self.components)
+
+    def __add__(self, other: "ObjectiveResult") -> "ObjectiveResult":
+        if not isinstance(other, ObjectiveResult):
+            return NotImplemented
+        return (self.state + other.state).finalize()
+
+    def __radd__(self, other):
+        if isinstance(other, (int, float)) and other == 0:  # sum(results)
+            return self
+        return NotImplemented
 
     def as_dict(self) -> dict[str, float]:
         """``{"total": ..., "<name>": value, "<name>/weight": ..., "<name>/weighted": ...}``"""
@@ -120,6 +144,72 @@ class Objective:
         ``result.total``."""
         return self._evaluate(batch, params, device, with_grad=True)
 
+    def evaluate(self, batches, params=None, device: str = "cpu", progress=None) -> ObjectiveResult:
+        """One result over many batches: exactly what one call on their concatenation gives.
+
+        ``batches`` is any iterable of batch mappings (a list, a generator, a data loader,
+        `lossforge.streaming.read_chunks` of a ``.npy``/``.npz`` file), consumed once, so memory
+        holds one batch at a time. Each term's `LossState` is summed over the batches and
+        reduced once, so every `Reduction` (``SUM_BY_NONZERO_WEIGHTS`` with zero weights in any
+        batch included) gives the single-pass number, to float64 rounding. Split data only along
+        the first (sample) axis; a sample of a row-wise or pairwise loss must not straddle
+        batches. Task weights are computed once, before the first batch; regularizers (and
+        uncertainty log-variances) depend on ``params`` only and are evaluated once.
+
+        The tracker records the result as ONE call (its states pooled from all batches), so
+        `Tracker.mean` stays exact. ``progress``: None shows a tqdm bar (rate, ETA when
+        ``batches`` has a length) only when stderr is a terminal; True always; False never.
+
+        Example::
+
+            >>> import lossforge, numpy as np
+            >>> objective = lossforge.load_objective({"terms": {"mse": {
+            ...     "loss": "mean_squared_error", "inputs": {"labels": "y", "predictions": "p"}}}})
+            >>> y, p = np.arange(10.0), np.zeros(10)
+            >>> batches = ({"y": y[i:i + 3], "p": p[i:i + 3]} for i in range(0, 10, 3))
+            >>> objective.evaluate(batches).total == objective({"y": y, "p": p}).total
+            True
+        """
+        from .streaming import evaluate
+        return evaluate(self, batches, params, device, progress)
+
+    def evaluate_stacked(self, batch, batch_axis: int = 0, params=None, device: str = "cpu"):
+        """K independent results from one kernel launch per term: a `StackedResult`.
+
+        Axis ``batch_axis`` of every input the terms read (labels, predictions and weights
+        alike) indexes K independent batches: an ensemble's predictions, a sweep, K validation
+        shards. ``result.total`` and each ``result[name].value``/``.weighted`` are arrays of
+        length K, equal to K separate calls ``objective({key: x.take(k, batch_axis)})``;
+        ``result.at(k)`` is the k-th as an `ObjectiveResult`. On ``device="cpu"`` one parallel
+        kernel runs over K x elements; on ``"cuda"`` one launch with a grid over K x elements.
+        Task weights and regularizers are computed once (they do not depend on the data). The
+        tracker records nothing: K results are not one training step.
+
+        Example::
+
+            >>> import lossforge, numpy as np
+            >>> objective = lossforge.load_objective({"terms": {"mse": {
+            ...     "loss": "mean_squared_error", "inputs": {"labels": "y", "predictions": "p"}}}})
+            >>> y = np.zeros((3, 4))                     # 3 batches of 4 samples
+            >>> p = np.arange(12.0).reshape(3, 4)
+            >>> objective.evaluate_stacked({"y": y, "p": p}).total.tolist()
+            [3.5, 37.5, 103.5]
+        """
+        from .stacked import evaluate_stacked
+        return evaluate_stacked(self, batch, batch_axis, params, device)
+
+    def _fixed_components(self, params) -> list:
+        """``[(name, kind, value)]`` of the components that do not depend on the data (the
+        uncertainty log-variances, then the regularizers), in result order."""
+        out = []
+        if isinstance(self.weighting, Uncertainty):
+            for term in self.config.terms:
+                out.append((f"{term.name}/log_var", "log_var",
+                            float(self.weighting.log_var(term.name, params))))
+        for reg in self.config.regularizers:
+            out.append((reg.name, "regularizer", float(regularizer_value(reg, params))))
+        return out
+
     def _evaluate(self, batch, params, device, with_grad):
         if not hasattr(batch, "__getitem__") or not hasattr(batch, "keys"):
             raise InvalidTypeError(f"objective {self.name!r}: `batch` must be a mapping of batch "
@@ -129,10 +219,10 @@ class Objective:
         grads: dict[str, np.ndarray] = {}
         for term in self.config.terms:
             spec = self._specs[term.name]
-            value, grad, state, reduction = self._term(term, spec, batch, device, with_grad)
+            value, grad, state, reduction, dtype = self._term(term, spec, batch, device, with_grad)
             weight = weights[term.name]
             components[term.name] = Component(term.name, value, weight, weight * value, "term",
-                                              state, reduction)
+                                              state, reduction, dtype)
             if with_grad:
                 key = term.inputs[spec.inputs[1]]
                 grads[key] = grads.get(key, 0.0) + weight * grad
@@ -176,7 +266,7 @@ class Objective:
             raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({spec.name}): {exc}") from None
         if with_grad and grad is None:
             raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
-        return float(value), grad, state, reduction
+        return float(value), grad, state, reduction, np.asarray(value).dtype.name
 
 
 def load_objective(source) -> Objective:
