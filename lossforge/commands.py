@@ -23,6 +23,9 @@ def add_subcommands(subparsers) -> None:
                      help="arrays keyed by the config's batch keys (and regularized params); "
                           "split into --batches along the first axis")
     run.add_argument("--batches", type=int, default=1, metavar="N", help="number of batches (default 1)")
+    run.add_argument("--chunk-size", type=int, default=None, metavar="ROWS",
+                     help="stream --data in chunks of ROWS rows (memory-mapped, bounded memory) "
+                          "and print the one exact result over all of it (Objective.evaluate)")
     run.add_argument("--batch-size", type=int, default=32, metavar="B",
                      help="rows per synthetic batch (default 32)")
     run.add_argument("--classes", type=int, default=10, metavar="K",
@@ -76,21 +79,41 @@ def _batches(objective, args):
         yield {k: np.array_split(v, args.batches)[i] if v.ndim else v for k, v in batch.items()}, params
 
 
+def _stream(objective, args) -> str:
+    """Evaluate ``args.data`` chunk by chunk (``--chunk-size``); returns the source's summary."""
+    from .errors import InvalidArgumentError
+    from .streaming import load_arrays, read_chunks
+    if args.data is None:
+        raise InvalidArgumentError("--chunk-size streams a --data file; give one (FILE.npz).")
+    if args.batches != 1:
+        raise InvalidArgumentError("--chunk-size and --batches both split the data: give one.")
+    param_keys = sorted({k for reg in objective.config.regularizers for k in reg.params})
+    chunks = read_chunks(args.data, args.chunk_size, keys=objective.batch_keys)
+    params = load_arrays(args.data, param_keys) if param_keys else None
+    objective.evaluate(chunks, params, device=args.device)
+    return (f"{args.data} streamed in {len(chunks)} chunk(s) of {args.chunk_size} rows "
+            f"({chunks.rows} rows), device {args.device}; one result over all of it")
+
+
 def _run(args) -> int:
     from tqdm import tqdm
 
     import lossforge
     objective = lossforge.load_objective(args.config)
-    progress = tqdm(_batches(objective, args), total=args.batches, unit="batch",
-                    disable=None if args.batches > 1 else True, file=sys.stderr)
-    for batch, params in progress:
-        objective(batch, params, device=args.device)
     tracker = objective.tracker
+    if args.chunk_size is not None:
+        summary = _stream(objective, args)
+    else:
+        progress = tqdm(_batches(objective, args), total=args.batches, unit="batch",
+                        disable=None if args.batches > 1 else True, file=sys.stderr)
+        for batch, params in progress:
+            objective(batch, params, device=args.device)
+        source = args.data or f"synthetic data (seed {args.seed}, batch size {args.batch_size})"
+        summary = (f"{source}, {len(tracker)} batch(es), device {args.device}; "
+                   f"{'means over batches' if len(tracker) > 1 else 'one batch'}")
     last = tracker.history()[-1]
     names = [k for k in last if k not in ("step", "epoch", "total") and "/" not in k]
-    source = args.data or f"synthetic data (seed {args.seed}, batch size {args.batch_size})"
-    print(f"{objective!r}\non {source}, {len(tracker)} batch(es), device {args.device}; "
-          f"{'means over batches' if len(tracker) > 1 else 'one batch'}:\n")
+    print(f"{objective!r}\non {summary}:\n")
     total = tracker.mean("total")
     print(f"{'component':24s} {'raw':>14s} {'weight':>10s} {'weighted':>14s} {'share':>8s}")
     for name in names:
