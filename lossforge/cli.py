@@ -8,6 +8,8 @@ printed as ``lossforge COMMAND: error: ...`` with exit code 1.
 Subcommands:
 
 * ``gpu-check``: compile every registered loss's CUDA kernels to PTX, no GPU needed.
+* ``bench``: the benchmark suite of a source checkout (``benchmarks/``); its arguments are
+  passed through to ``python -m benchmarks.run``.
 * those of `lossforge.commands` (``run``, ``check``, ``list``, ``describe``, ``plot``).
 """
 from __future__ import annotations
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"lossforge {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_gpu_check(subparsers)
+    add_bench(subparsers)
     from .commands import add_subcommands
     add_subcommands(subparsers)
     return parser
@@ -44,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the ``lossforge`` command with ``argv`` (default ``sys.argv[1:]``); the exit code."""
     from .errors import LossforgeError
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:  # every argument (--help included) belongs to the suite
+        return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
@@ -55,6 +61,30 @@ def main(argv=None) -> int:
     except LossforgeError as exc:
         print(f"lossforge {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+# --- bench ---------------------------------------------------------------------------------------
+
+def add_bench(subparsers) -> None:
+    # listed in `lossforge --help`; `main` hands `lossforge bench ...` to `_bench` unparsed
+    subparsers.add_parser(
+        "bench", add_help=False,
+        help="the benchmark suite vs NumPy/PyTorch/JAX/TF (source checkout; `lossforge bench --help`)")
+
+
+def _bench(argv) -> int:
+    """``python -m benchmarks.run ARGV`` from the checkout this lossforge was imported from."""
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "benchmarks" / "run.py").is_file():
+        print(f"lossforge bench: error: the benchmark suite lives in the source repository "
+              f"(benchmarks/), not in an installed package; this lossforge is at {root}. From a "
+              f"clone: pip install -e '.[bench]' && lossforge bench", file=sys.stderr)
+        return 1
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from benchmarks.run import main as bench_main
+    return bench_main(argv)
 
 
 # --- gpu-check -----------------------------------------------------------------------------------
