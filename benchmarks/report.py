@@ -189,6 +189,7 @@ def plot(results, path: Path) -> str | None:
     nrows = math.ceil(len(losses) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), dpi=100, squeeze=False)
     styles = {"lossforge": dict(color="black", linewidth=2.2), "floor": dict(color="gray", linestyle="--")}
+    names = {"floor": "read floor (numba sum)"}
     colors = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "tensorflow": "tab:red"}
     for ax, loss in zip(axes.flat, losses):
         mine = sorted((r for r in rows if r["loss"] == loss), key=lambda r: r["size"])
@@ -199,7 +200,7 @@ def plot(results, path: Path) -> str | None:
         for name, times in series.items():
             pts = [(xi, r["bytes"] / t / 1e9) for xi, r, t in zip(x, mine, times) if t]
             if pts:
-                ax.plot(*zip(*pts), marker="o", markersize=3, label=LABELS.get(name, name),
+                ax.plot(*zip(*pts), marker="o", markersize=3, label=names.get(name, LABELS.get(name, name)),
                         **styles.get(name, dict(color=colors.get(name))))
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -210,11 +211,61 @@ def plot(results, path: Path) -> str | None:
     for ax in list(axes.flat)[len(losses):]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
-    fig.suptitle(f"lossforge {results['meta']['lossforge']} vs peers, {results['meta']['cpu']}",
-                 y=1.0 + 0.02 / nrows, fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.05 / nrows))
+    fig.suptitle(f"lossforge {results['meta']['lossforge']} vs peers: float32 throughput "
+                 f"({results['meta']['cpu']}, {results['meta']['date'][:10]})", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 / nrows, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, -0.01))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
     return None
+
+
+def readme_block(results, size: int = TARGET_SIZE) -> str:
+    """The README's Performance table (throughput and value+gradient at ``size``) and its
+    latency and cold-start lines, from a results JSON."""
+    meta = results["meta"]
+    peers = _peer_names(results)
+    grad = {g["loss"]: g for g in results.get("grad") or []}
+    rows = [r for r in results["throughput"] if r["size"] == size]
+    lines = [f"`{meta['command']}` on {meta['cpu']} ({meta['cores']} cores, shared: load "
+             f"{meta['load_before']} before, {meta['load_after']} after), lossforge commit "
+             f"{meta['commit']}, {meta['date'][:10]}; peers "
+             + ", ".join(f"{LABELS[p]} {meta['peers'][p]}" for p in peers) + ". "
+             f"{size:,} float32 elements (row-wise losses: "
+             f"{next((r['shape'] for r in rows if 'x1000' in r['shape']), '-')}), best of "
+             f"{meta['rounds']} rounds' median call:", "",
+             "| loss | lossforge | " + " | ".join(LABELS[p] for p in peers)
+             + " | vs fastest peer | GB/s | % of floor | value+grad / value |",
+             "|---|---|" + "---|" * len(peers) + "---|---|---|---|"]
+    for r in rows:
+        cells = [fmt_time(r["peers"].get(p)) for p in peers]
+        speedup = "-" if r["speedup"] is None else f"{r['speedup']:.2f}x ({LABELS[r['fastest_peer']]})"
+        g = grad.get(r["loss"])
+        lines.append(f"| {r['loss']} | {fmt_time(r['lossforge'])} | " + " | ".join(cells)
+                     + f" | {speedup} | {r['gbps']:.1f} | {r['pct_floor']:.0f}% | "
+                     + (f"{g['ratio']:.2f}x" if g and g["elements"] == r["elements"] else "-") + " |")
+    floor = [r["floor_gbps"] for r in rows]
+    if floor:
+        lines += ["", f"Read floor in that run: {min(floor):.1f}-{max(floor):.1f} GB/s."]
+    latency = results.get("latency") or []
+    if latency:
+        shape = "x".join(map(str, latency[0]["shape"]))
+        text = "; ".join(f"{LABELS.get(r['library'], r['library'])} {r['what']} {r['us']:.1f} us"
+                         for r in latency if r["us"] is not None)
+        lines += ["", f"Small batches ({shape} float32, per call): {text}."]
+    cold = results.get("coldstart")
+    if cold:
+        lines += ["", "Cold start (fresh processes, warm kernel cache, median): "
+                  + "; ".join(f"{cold[k]['what']} {cold[k]['median_s']:.2f} s"
+                              for k in ("import", "numba", "first_call", "run")) + "."]
+    if results.get("disagreements"):
+        lines += ["", f"**{len(results['disagreements'])} peer disagreement(s)**: see latest.md."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m benchmarks.report [results.json]: the README block
+    import sys
+    source = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).parent / "results" / "latest.json"
+    print(readme_block(json.loads(source.read_text())))

@@ -7,8 +7,9 @@ measured in the same run; then small-batch latency, cold start in fresh processe
 fused value+gradient pass against the value alone. Every peer's value is checked against
 lossforge's (float32 tolerance): disagreements are printed, recorded, and make the exit code 1.
 
-Writes a Markdown report to stdout (progress goes to stderr), ``OUTPUT/latest.json`` and
-``OUTPUT/throughput.png`` (default OUTPUT: benchmarks/results).
+Writes a Markdown report to stdout (progress goes to stderr) and to ``OUTPUT/latest.md``,
+every figure to ``OUTPUT/latest.json`` and the plot to ``OUTPUT/throughput.png`` (default
+OUTPUT: benchmarks/results).
 
     python -m benchmarks.run                         # the full suite (several minutes)
     python -m benchmarks.run --quick                 # smoke run: small sizes, few repeats
@@ -331,9 +332,11 @@ def main(argv=None) -> int:
     from . import report
     results["meta"]["targets"] = report.TARGETS
     results["targets_missed"] = report.target_summary(results)
-    print(report.markdown(results))
+    text = report.markdown(results)
+    print(text)
     report.write_json(results, args.output / "latest.json")
-    _log(f"wrote {args.output / 'latest.json'}")
+    (args.output / "latest.md").write_text(text)
+    _log(f"wrote {args.output / 'latest.json'} and latest.md")
     if not args.no_plot and results["throughput"]:
         problem = report.plot(results, args.output / "throughput.png")
         _log(problem or f"wrote {args.output / 'throughput.png'}")
