@@ -132,9 +132,9 @@ def term_states(objective, batch, device: str = "cpu", split_every: int = 8) -> 
             arrays[arg] = value if isinstance(value, da.Array) else np.asarray(value)
         blocks, count = _aligned_blocks(da, arrays, spec, where)
         route, params = spec.route(dict(term.params))
-        token = dask.base.tokenize(objective.name, term.name, repr(params), device, *[
-            a.name if isinstance(a, da.Array) else uuid.uuid4().hex for a in arrays.values()])
-        name = f"lossforge-{term.name}-{token[:12]}"
+        # a fresh name per call: every evaluation computes (a cluster that still holds the
+        # results of an identical earlier graph would otherwise hand those back)
+        name = f"lossforge-{term.name}-{uuid.uuid4().hex[:16]}"
         parts = [dask.delayed(_block_state, pure=True)(
                      route, params, blocks[spec.inputs[0]][i], blocks[spec.inputs[1]][i],
                      blocks["weights"][i] if "weights" in blocks else 1.0, device,
