@@ -198,3 +198,9 @@ def test_import_lossforge_imports_neither_dask_nor_numba():
     """)], env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_docstring_example():
+    import doctest
+    result = doctest.testmod(lossforge.dask, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0 and result.attempted >= 3

@@ -385,3 +385,13 @@ def test_run_with_chunk_size_keeps_memory_flat_as_the_file_grows(tmp_path):
             path.unlink()
     growth = peaks[1_000_000] - peaks[100_000]
     assert growth < 30, f"peak RSS grew by {growth:.0f} MiB for 144 MB more data: {peaks}"
+
+
+@pytest.mark.parametrize("module", ["lossforge.objective.state", "lossforge.objective.objective",
+                                    "lossforge.streaming", "lossforge.stacked"])
+def test_docstring_examples(module):
+    import doctest
+    import importlib
+    result = doctest.testmod(importlib.import_module(module), extraglobs={"np": np},
+                             optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted >= 3

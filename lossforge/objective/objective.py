@@ -193,7 +193,7 @@ class Objective:
             >>> y = np.zeros((3, 4))                     # 3 batches of 4 samples
             >>> p = np.arange(12.0).reshape(3, 4)
             >>> objective.evaluate_stacked({"y": y, "p": p}).total.tolist()
-            [3.5, 37.5, 103.5]
+            [3.5, 31.5, 91.5]
         """
         from .stacked import evaluate_stacked
         return evaluate_stacked(self, batch, batch_axis, params, device)
@@ -269,6 +269,9 @@ class Objective:
         return float(value), grad, state, reduction, np.asarray(value).dtype.name
 
 
-def load_objective(source) -> Objective:
-    """An `Objective` from a YAML file path, YAML text, a dict or an `ObjectiveConfig`."""
-    return Objective(parse_config(source))
+def load_objective(source, *, include_roots=()) -> Objective:
+    """An `Objective` from a YAML file path, YAML text, a dict or an `ObjectiveConfig`.
+
+    ``include_roots``: directories that a config's ``include:`` may read from besides the
+    config's own directory (see `parse_config`)."""
+    return Objective(parse_config(source, include_roots=include_roots))
