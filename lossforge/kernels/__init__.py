@@ -94,7 +94,8 @@ def _fingerprint() -> str:
     for part in (__version__, platform.python_version(), numba.__version__,
                  llvmlite.__version__, np.__version__):
         digest.update(part.encode() + b"\0")
-    for name in ("template.py", "template_cuda.py"):
+    for name in ("template.py", "template_cuda.py", "template_stacked.py",
+                 "template_cuda_stacked.py"):
         digest.update((_HERE / name).read_bytes())
     return digest.hexdigest()[:16]
 
