@@ -14,7 +14,12 @@ from .objective import ConfigError, Objective, ObjectiveResult, ObjectiveState, 
 from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
 from .reduction import LossState, Reduction
 from .registry import LossSpec, Param, register_loss
+from .warmup import warm_up
 
 __all__ = ["ConfigError", "Objective", "ObjectiveResult", "ObjectiveState", "load_objective", "InvalidArgumentError", "InvalidTypeError", "LOSSES", "LossCollection", "LossState",
            "LossforgeError", "LossSpec", "Param", "REGULARIZATION_LOSSES", "Reduction", "losses", "nn",
-           "register_loss", "registry", "__version__"]
+           "register_loss", "registry", "warm_up", "__version__"]
+
+from .warmup import _from_environment  # noqa: E402  (after every name above exists)
+
+_from_environment()

@@ -33,19 +33,19 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     """
     if device != "cpu":
         return _cuda(device).run(spec, prepared, params, reduction, with_grad)
-    from . import kernels
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
-    values = np.empty(n if none else 0, dtype=kd)
-    grad = np.zeros(p.shape, dtype=kd) if with_grad else np.empty((0,) * p.ndim, dtype=kd)
+    values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
+    grad = np.zeros(p.shape, dtype=kd) if with_grad else _unused(kd, p.ndim)
     sums = (0.0, 0.0, 0.0)
     if n:
-        k = kernels.loss_kernels(spec)
+        kernels = _kernels()
+        k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        run_kernel = k.run_parallel if n >= kernels.PARALLEL_THRESHOLD else k.run_serial
-        sums = kernels.call(run_kernel, y, p, weights_view(weights, loss_shape, kd), params, n,
-                            values, grad, mode)
+        run_kernel = (k.PARALLEL if n >= kernels.PARALLEL_THRESHOLD else k.SERIAL)[mode]
+        sums = run_kernel(y, p, weights_view(weights, loss_shape, kd), params, n, values, grad,
+                          mode)
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))
@@ -54,6 +54,34 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     denom = denominator(state, reduction)
     grad = grad * (1.0 / denom) if denom != 0 else np.zeros_like(grad)  # div_no_nan's gradient
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
+
+
+_kernels_module = None
+_empty: dict = {}
+
+
+def _kernels():
+    """`lossforge.kernels` (which imports numba), imported on the first computation."""
+    global _kernels_module
+    if _kernels_module is None:
+        from . import kernels
+        _kernels_module = kernels
+    return _kernels_module
+
+
+def _remember_kernels(spec, kernels):
+    # kept on the spec: a dict lookup per call instead of fingerprinting
+    module = spec.__dict__["_cpu_kernels"] = kernels.loss_kernels(spec)
+    return module
+
+
+def _unused(dtype: np.dtype, ndim: int) -> np.ndarray:
+    """A shared empty array for an output a kernel does not write (its mode has no such bit)."""
+    key = (dtype, ndim)
+    array = _empty.get(key)
+    if array is None:
+        array = _empty[key] = np.empty((0,) * ndim, dtype=dtype)
+    return array
 
 
 # --- devices -------------------------------------------------------------------------------------

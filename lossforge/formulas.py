@@ -115,18 +115,61 @@ def weighted_input_grad(y, p):
 
 # --- row-wise ---------------------------------------------------------------------------------
 
-def _row_logsumexp(x, j):
-    """``(max, log(sum(exp(x[j] - max))))`` of row ``j``: the max-shifted, stable form."""
-    k_count = x.shape[1]
+def _row_logsumexp(row):
+    """``(m, log(sum(exp(row - m))))`` with ``m = max(row)``: the max-shifted, stable form."""
     m = -math.inf
-    for k in range(k_count):
-        v = float(x[j, k])
+    for k in range(row.shape[0]):
+        v = float(row[k])
         if v > m:
             m = v
     s = 0.0
-    for k in range(k_count):
-        s += math.exp(float(x[j, k]) - m)
+    for k in range(row.shape[0]):
+        s += math.exp(float(row[k]) - m)
     return m, math.log(s)
+
+
+def _row_sum(row):
+    """``sum(row)``."""
+    s = 0.0
+    for k in range(row.shape[0]):
+        s += float(row[k])
+    return s
+
+
+def _row_shifted_dot(z, x, m):
+    """``sum_k z_k (m - x_k)``: with ``m = max(x)`` and ``z >= 0`` a sum of terms >= 0, so it
+    never cancels (``m + lse - x_k`` rounded ``m + lse`` first: 5e-4 off at logits of 1e4)."""
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += float(z[k]) * (m - float(x[k]))
+    return s
+
+
+def _row_shifted_sum(x, m):
+    """``sum_k (m - x_k)``."""
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += m - float(x[k])
+    return s
+
+
+def softmax_cross_entropy(z, x, j, label_smoothing):
+    """Row ``j``: ``sum_k z_k (lse(x) - x_k)``; labels smoothed to ``z (1 - ls) + ls / K`` if ls > 0.
+
+    Evaluated as ``lse' sum(z) + sum_k z_k (m - x_k)`` with ``m = max(x)``, ``lse' = lse(x) - m``:
+    row sums that vectorise, and no cancellation at large logits.
+    """
+    xr = x[j]
+    zr = z[j]
+    m, lse = _row_logsumexp(xr)
+    total = _row_sum(zr)
+    shifted = _row_shifted_dot(zr, xr, m)
+    if label_smoothing > 0.0:
+        k_count = xr.shape[0]
+        total = total * (1.0 - label_smoothing) + label_smoothing
+        shifted = shifted * (1.0 - label_smoothing) + \
+            _row_shifted_sum(xr, m) * (label_smoothing / k_count)
+    return lse * total + shifted
 
 
 def _smoothed(zk, label_smoothing, k_count):
@@ -135,26 +178,21 @@ def _smoothed(zk, label_smoothing, k_count):
     return zk
 
 
-def softmax_cross_entropy(z, x, j, label_smoothing):
-    """Row ``j``: ``sum_k z_k (lse(x) - x_k)``; labels smoothed to ``z (1 - ls) + ls / K`` if ls > 0."""
-    k_count = x.shape[1]
-    m, lse = _row_logsumexp(x, j)
-    loss = 0.0
-    for k in range(k_count):
-        loss += _smoothed(float(z[j, k]), label_smoothing, k_count) * (lse - (float(x[j, k]) - m))
-    return loss
-
-
 def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
     """``d/dx_k = (sum_i z_i) softmax(x)_k - z_k``."""
-    k_count = x.shape[1]
-    m, lse = _row_logsumexp(x, j)
-    total = 0.0
+    xr = x[j]
+    zr = z[j]
+    outr = out[j]
+    k_count = xr.shape[0]
+    m, lse = _row_logsumexp(xr)
+    total = _row_sum(zr)
+    if label_smoothing > 0.0:
+        total = total * (1.0 - label_smoothing) + label_smoothing
+    # float(): a float32 kernel computes the exps in float32 (m is a logit, so exact in it)
+    m, lse, total = float(m), float(lse), float(total)
     for k in range(k_count):
-        total += _smoothed(float(z[j, k]), label_smoothing, k_count)
-    for k in range(k_count):
-        zk = _smoothed(float(z[j, k]), label_smoothing, k_count)
-        out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse) - zk)
+        zk = _smoothed(float(zr[k]), label_smoothing, k_count)
+        outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
 
 
 def sparse_softmax_cross_entropy(labels, x, j):
@@ -162,17 +200,21 @@ def sparse_softmax_cross_entropy(labels, x, j):
     label = labels[j]
     if label < 0 or label >= x.shape[1]:
         return math.nan
-    m, lse = _row_logsumexp(x, j)
-    return lse - (float(x[j, label]) - m)
+    xr = x[j]
+    m, lse = _row_logsumexp(xr)
+    return lse + (m - float(xr[label]))
 
 
 def sparse_softmax_cross_entropy_grad(labels, x, j, scale, out):
     """``d/dx_k = softmax(x)_k - [k == label]``."""
     label = labels[j]
-    m, lse = _row_logsumexp(x, j)
-    for k in range(x.shape[1]):
+    xr = x[j]
+    outr = out[j]
+    m, lse = _row_logsumexp(xr)
+    m, lse = float(m), float(lse)  # (see softmax_cross_entropy_grad)
+    for k in range(xr.shape[0]):
         hit = 1.0 if k == label else 0.0
-        out[j, k] = scale * (math.exp(float(x[j, k]) - m - lse) - hit)
+        outr[k] = scale * (math.exp((float(xr[k]) - m) - lse) - hit)
 
 
 def cosine_distance(y, p, j):
@@ -405,7 +447,7 @@ def softmax_cross_entropy_class_weighted(z, x, j, label_smoothing):
     """
     k_count = x.shape[1]
     rows = x.shape[0]
-    m, lse = _row_logsumexp(x, j)
+    m, lse = _row_logsumexp(x[j])
     loss = 0.0
     for k in range(k_count):
         c = float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
@@ -418,7 +460,7 @@ def softmax_cross_entropy_class_weighted_grad(z, x, j, scale, out, label_smoothi
     """``d/dx_k = (sum_i w_i z'_i) softmax(x)_k - w_k z'_k``."""
     k_count = x.shape[1]
     rows = x.shape[0]
-    m, lse = _row_logsumexp(x, j)
+    m, lse = _row_logsumexp(x[j])
     total = 0.0
     for k in range(k_count):
         total += float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
@@ -443,7 +485,7 @@ def sparse_softmax_cross_entropy_extended(y, x, j, label_smoothing):
     label = int(t)
     if label >= k_count:
         return math.nan
-    m, lse = _row_logsumexp(x, j)
+    m, lse = _row_logsumexp(x[j])
     nll = lse - (float(x[j, label]) - m)
     if label_smoothing > 0.0:
         rows = x.shape[0]
@@ -473,7 +515,7 @@ def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smooth
         for k in range(k_count):
             out[j, k] = math.nan
         return
-    m, lse = _row_logsumexp(x, j)
+    m, lse = _row_logsumexp(x[j])
     if label_smoothing > 0.0:
         rows = x.shape[0]
         wt = y[rows + label]

@@ -7,6 +7,7 @@ Nothing here writes to the caller's arrays.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,7 +40,12 @@ def float_dtypes(*arrays: np.ndarray) -> tuple[np.dtype, np.dtype]:
     float16 results are computed by float32 kernels and cast back; all reductions accumulate
     in float64 regardless.
     """
-    floats = [a.dtype for a in arrays if a.dtype.kind == "f"]
+    return _float_dtypes(tuple(a.dtype for a in arrays))
+
+
+@functools.lru_cache(maxsize=256)
+def _float_dtypes(dtypes: tuple[np.dtype, ...]) -> tuple[np.dtype, np.dtype]:
+    floats = [d for d in dtypes if d.kind == "f"]
     out = np.result_type(*floats) if floats else np.dtype(np.float32)
     if out.itemsize > 8:  # long double: compute in float64, report float64
         out = np.dtype(np.float64)
@@ -95,6 +101,16 @@ def _per_sample(shape: tuple[int, ...]) -> tuple[int, ...]:
     return shape[:1] + (1,) * (len(shape) - 1) if shape else ()
 
 
+@functools.lru_cache(maxsize=64)
+def _scalar_view(value: bytes, dtype: np.dtype, size: int) -> np.ndarray:
+    """A read-only ``(1, 1, size)`` view of one weight (its bytes: -0.0 and NaNs stay
+    themselves), all strides 0; cached, as a training loop passes the same scalar weight with
+    the same shapes on every step."""
+    view = np.ndarray((1, 1, size), dtype, np.frombuffer(value, dtype).copy(), 0, (0, 0, 0))
+    view.flags.writeable = False
+    return view
+
+
 def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A read-only 3-d view ``(A, M, I)`` of the broadcast weights over the flattened losses.
 
@@ -104,8 +120,8 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     the rare pattern with more than three runs is materialised once (weights only).
     """
     w = np.asarray(weights, dtype=dtype)
-    if w.ndim == 0:  # (np.ascontiguousarray would make it 1-d)
-        return np.broadcast_to(w.reshape(1, 1, 1), (1, 1, math.prod(loss_shape)))
+    if w.ndim == 0:
+        return _scalar_view(w.tobytes(), w.dtype, math.prod(loss_shape))
     w = np.ascontiguousarray(w)
     runs: list[list] = []  # [is_full, loss_size]
     for wd, ld in zip(w.shape, loss_shape):

@@ -27,6 +27,7 @@ leaves every other loss working.
 """
 from __future__ import annotations
 
+import builtins
 import difflib
 import functools
 import hashlib
@@ -130,6 +131,9 @@ class LossSpec:
         extra keyword arguments of a call that are not params go to it (e.g. ``axis``).
       example: ``example(rng, batch, classes) -> (labels, predictions, call_kwargs)``, valid
         synthetic inputs (tests, demos); the default draws elementwise inputs from the ranges.
+      float32_math: whether float32 inputs run the formula's float32 variant (vectorised
+        float32 math, see `float32_variant`) rather than the formula in float64. Default: yes
+        for elementwise losses; no for row-wise ones, whose loops may rely on float64 sums.
     """
 
     name: str
@@ -145,6 +149,7 @@ class LossSpec:
     prediction_range: tuple[float, float] | None = None
     prepare: Callable = prepare_elementwise
     example: Callable | None = field(default=None, repr=False)
+    float32_math: bool | None = field(default=None, repr=False)
     builtin: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +165,8 @@ class LossSpec:
                                  self.params)
         if not self.doc:
             self.doc = inspect.getdoc(self.value) or ""
+        if self.float32_math is None:
+            self.float32_math = self.kind == "elementwise"
         self._fingerprint: str | None = None
 
     # -- identity -------------------------------------------------------------------------
@@ -168,7 +175,7 @@ class LossSpec:
     def fingerprint(self) -> str:
         """A hash of the formulas' code, constants, helpers and referenced globals."""
         if self._fingerprint is None:
-            digest = hashlib.sha256(self.kind.encode())
+            digest = hashlib.sha256(f"{self.kind} {self.float32_math}".encode())
             _hash_function(self.value, digest, set())
             if self.grad is not None:
                 _hash_function(self.grad, digest, set())
@@ -199,8 +206,8 @@ class LossSpec:
 
     def _prepare(self, labels, predictions, weights, params: dict):
         kernel_params, shape_args = self.resolve_params(params)
-        accepted = set(_prepare_arguments(self))
-        unknown = sorted(set(shape_args) - accepted)
+        accepted = set(_prepare_arguments(self)) if shape_args else ()
+        unknown = sorted(set(shape_args) - set(accepted))
         if unknown:
             raise InvalidTypeError(
                 f"{self.name}() got unexpected argument(s) {unknown}; its parameters are "
@@ -221,7 +228,7 @@ class LossSpec:
         ``device="cuda"`` computes it with the loss's CUDA kernels (``lossforge[cuda]``); inputs
         may then be device arrays (see `lossforge.kernels.cuda`).
         """
-        from . import compute
+        compute = _compute()
         reduction = self.reduction if reduction is None else resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         return compute.run(self, prepared, kernel_params, reduction, device=device)[0]
@@ -249,6 +256,18 @@ class LossSpec:
     def __repr__(self) -> str:
         params = ", ".join(f"{p.name}={p.default}" for p in self.params)
         return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"
+
+
+def _compute():
+    """`lossforge.compute`, imported once (an import statement costs ~1 us per call)."""
+    global _compute_module
+    if _compute_module is None:
+        from . import compute
+        _compute_module = compute
+    return _compute_module
+
+
+_compute_module = None
 
 
 def _prepare_arguments(spec: LossSpec) -> list[str]:
@@ -343,7 +362,7 @@ def _hash_value(value, digest, seen: set) -> None:
         digest.update(repr(type(value)).encode())
 
 
-_compiled: dict[tuple[str, str], object] = {}
+_compiled: dict[tuple[str, str, bool], object] = {}
 _by_fingerprint: dict[str, LossSpec] = {}
 
 
@@ -352,42 +371,95 @@ def remember(spec: LossSpec) -> None:
     _by_fingerprint[spec.fingerprint] = spec
 
 
-def jitted_formula(fingerprint: str, role: str):
-    """The ``numba.njit(inline="always")`` form of a formula (for generated kernel modules).
+def jitted_formula(fingerprint: str, role: str, float32: bool = False):
+    """The ``numba.njit`` form of a formula (for generated kernel modules).
 
     Plain Python helpers the formula calls are compiled the same way, since numba cannot
-    inline a call to an uncompiled function.
+    inline a call to an uncompiled function. ``float32=True`` gives the formula's float32
+    variant (see `float32_variant`), which float32 kernels call so that their loops vectorise.
     """
-    key = (fingerprint, role)
+    key = (fingerprint, role, float32)
     if key not in _compiled:
         spec = _by_fingerprint[fingerprint]
-        _compiled[key] = _jit_with_helpers(spec.value if role == "value" else spec.grad, {})
+        fn = spec.value if role == "value" else spec.grad
+        _compiled[key] = _jit_with_helpers(fn, {}, float32)
     return _compiled[key]
 
 
-def _jit_with_helpers(fn, done: dict):
+def float32_variant(fn):
+    """A copy of the plain-Python formula ``fn`` that computes in float32 where ``fn`` does.
+
+    Numba widens ``float32 op 1.0`` to float64 (a Python float is a float64 constant), and its
+    ``math.log``/``exp`` are scalar libm calls: either keeps a float32 loop from vectorising.
+    The copy reads its float constants (literals, defaults, closure cells, module-level
+    floats) as ``np.float32``, sees `lossforge.kernels.vmath.F32_MATH` where ``fn`` sees
+    ``math`` (float32 polynomials of ``log``/``exp``/``log1p``/``tanh``, within 2 ulp), and
+    ``float(v)`` becomes a float32 cast. Integers are left alone (they may be indices), so an
+    integer literal still widens its expression to float64: correct, only slower.
+    """
+    from .kernels import vmath
+    names = _global_names(fn.__code__)
+    namespace = dict(fn.__globals__)
+    for name in names:
+        value = namespace.get(name, getattr(builtins, name, None))
+        if value is math:
+            namespace[name] = vmath.F32_MATH
+        elif value is float:
+            namespace[name] = vmath.to_float32
+        elif isinstance(value, float):
+            namespace[name] = np.float32(value)
+        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType)) and \
+                value in vmath.REPLACEMENTS:
+            namespace[name] = vmath.REPLACEMENTS[value]
+    cells = tuple(types.CellType(np.float32(c.cell_contents) if isinstance(c.cell_contents, float)
+                                 else c.cell_contents) for c in fn.__closure__ or ()) or None
+    defaults = tuple(np.float32(d) if isinstance(d, float) else d for d in fn.__defaults__ or ()) or None
+    clone = types.FunctionType(_float32_code(fn.__code__), namespace, fn.__name__, defaults, cells)
+    clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
+    return clone
+
+
+def _float32_replacements() -> dict:
+    from .kernels import vmath
+    return vmath.REPLACEMENTS
+
+
+def _float32_code(code):
+    consts = tuple(np.float32(c) if type(c) is float else
+                   _float32_code(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_consts=consts)
+
+
+def _jit_with_helpers(fn, done: dict, float32: bool = False):
     import numba
     fn = getattr(fn, "py_func", fn)
     if id(fn) in done:
         return done[id(fn)]
+    options = dict(inline="always", error_model="numpy")
     names = _global_names(fn.__code__)
+    replaced = _float32_replacements() if float32 else {}
     helpers = {name: value for name, value in fn.__globals__.items()
-               if name in names and isinstance(value, types.FunctionType)}
+               if name in names and isinstance(value, types.FunctionType) and value not in replaced}
     cells = fn.__closure__ or ()
-    if not helpers and not any(isinstance(c.cell_contents, types.FunctionType) for c in cells):
-        done[id(fn)] = jitted = numba.njit(inline="always", error_model="numpy")(fn)
+    if not float32 and not helpers and \
+            not any(isinstance(c.cell_contents, types.FunctionType) for c in cells):
+        done[id(fn)] = jitted = numba.njit(**options)(fn)
         return jitted
     # a copy of the function whose helper functions (globals or closure cells) are compiled too
-    namespace = dict(fn.__globals__)
-    closure = tuple(types.CellType(c.cell_contents) for c in cells) or None
-    clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
-    clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
-    done[id(fn)] = jitted = numba.njit(inline="always", error_model="numpy")(clone)
+    if float32:
+        clone = float32_variant(fn)
+        namespace, closure = clone.__globals__, clone.__closure__
+    else:
+        namespace = dict(fn.__globals__)
+        closure = tuple(types.CellType(c.cell_contents) for c in cells) or None
+        clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
+        clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
+    done[id(fn)] = jitted = numba.njit(**options)(clone)
     for name, helper in helpers.items():
-        namespace[name] = _jit_with_helpers(helper, done)
+        namespace[name] = _jit_with_helpers(helper, done, float32)
     for cell in closure or ():
         if isinstance(cell.cell_contents, types.FunctionType):
-            cell.cell_contents = _jit_with_helpers(cell.cell_contents, done)
+            cell.cell_contents = _jit_with_helpers(cell.cell_contents, done, float32)
     return jitted
 
 

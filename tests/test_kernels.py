@@ -1,6 +1,7 @@
 """Kernel generation and caching: lazy numba, on-disk cache, fingerprinted directories."""
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -35,8 +36,8 @@ CALL = """
     k = kernels.loss_kernels(lossforge.registry.get("huber_loss"))
     print(json.dumps({"value": float(v), "dir": str(kernels.cache_directory()),
                       "file": k.__file__,
-                      "hits": sum(k.run_serial._cache_hits.values()),
-                      "misses": sum(k.run_serial._cache_misses.values())}))
+                      "hits": sum(k.serial_reduce._cache_hits.values()),
+                      "misses": sum(k.serial_reduce._cache_misses.values())}))
 """
 
 
@@ -80,9 +81,26 @@ def test_generated_module_holds_the_loss_formula():
     from lossforge import kernels
     spec = lossforge.registry.get("log_loss")
     source = open(kernels.loss_kernels(spec).__file__).read()
-    assert f"_VALUE = _jitted({spec.fingerprint!r}, 'value')" in source
-    assert "_VALUE(float64(y[j]), float64(p[j]), params[0])" in source
-    assert "fastmath" not in source  # NaN checks must survive (see numba-cuda.md)
+    assert f"_VALUE64 = _jitted({spec.fingerprint!r}, 'value')" in source
+    assert f"_VALUE32 = _jitted({spec.fingerprint!r}, 'value', float32=True)" in source
+    assert "_VALUE32(y, p, float32(params[0]))" in source
+    # NaN checks must survive (see numba-cuda.md): no flag but reassoc, and only on the sums
+    flags = {re.search(r"fastmath=(\{[^}]*\}|\w+)", line).group(1)
+             for line in re.findall(r"^@njit\(.*\)$", source, re.M) if "fastmath" in line}
+    assert flags == {'{"reassoc"}'}
+
+
+def test_row_wise_losses_use_the_general_template():
+    from lossforge import kernels
+    sparse = lossforge.registry.get("sparse_softmax_cross_entropy")  # float32_math=True
+    source = open(kernels.loss_kernels(sparse).__file__).read()
+    assert "def LOSS_AT(y, p, j, params):" in source
+    assert f"_VALUE32 = _jitted({sparse.fingerprint!r}, 'value', float32=True)" in source
+    cosine = lossforge.registry.get("cosine_distance")  # row-wise default: the formula as written
+    assert not cosine.float32_math
+    source = open(kernels.loss_kernels(cosine).__file__).read()
+    assert f"_VALUE = _jitted({cosine.fingerprint!r}, 'value')" in source
+    assert "float32=True" not in source
 
 
 def test_serial_and_parallel_kernels_give_the_same_state():
@@ -95,8 +113,8 @@ def test_serial_and_parallel_kernels_give_the_same_state():
     k = kernels.loss_kernels(lossforge.registry.get("log_loss"))
     a, b = np.empty(n, np.float32), np.empty(n, np.float32)
     ga, gb = np.empty(n, np.float32), np.empty(n, np.float32)
-    serial = k.run_serial(y, p, w, (1e-7,), n, a, ga, 3)
-    parallel = k.run_parallel(y, p, w, (1e-7,), n, b, gb, 3)
+    serial = kernels.call(k.run_serial, y, p, w, (1e-7,), n, a, ga, 3)
+    parallel = kernels.call(k.run_parallel, y, p, w, (1e-7,), n, b, gb, 3)
     np.testing.assert_allclose(serial, parallel, rtol=1e-12)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ga, gb)

@@ -27,6 +27,8 @@ from types import ModuleType
 import llvmlite
 import numba
 import numpy as np
+from numba.core.dispatcher import Dispatcher
+from numba.core.errors import NumbaIRAssumptionWarning
 
 __all__ = ["call", "loss_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
@@ -43,25 +45,42 @@ _modules: dict[tuple[str, str], ModuleType] = {}
 _directory: Path | None = None
 
 
-_warm: set = set()
-
-
 def call(kernel, *args):
-    """``kernel(*args)``; the first call of each argument signature in this process holds a
-    file lock, so processes compiling into one cache directory never interleave.
+    """``kernel(*args)`` (kept for callers of earlier versions: every generated kernel now
+    takes the compile lock itself, see `_lock_compiles`)."""
+    return kernel(*args)
+
+
+_compiling = threading.local()
+
+
+def _lock_compiles(dispatcher, lock: Path) -> None:
+    """Make ``dispatcher`` hold the file lock ``lock`` whenever it compiles or loads from the
+    cache.
 
     numba's cache index has no lock: processes compiling the same kernels at once were seen to
-    load another loss's kernel (see ../shared/reference/numba-cuda.md). Once a signature has
-    been called, later calls skip the lock (a set lookup).
+    load another loss's kernel (see ../shared/reference/numba-cuda.md). Each generated module
+    has its own lock (numba's index files are per source file), so a process loading one loss
+    never waits for another process compiling a different one. numba calls
+    ``_compile_for_args`` only when no compiled signature matches a call, so a call of an
+    already compiled signature costs nothing extra.
     """
-    key = (id(kernel),) + tuple((a.dtype.str, a.ndim, a.flags.c_contiguous, a.flags.writeable)
-                                if isinstance(a, np.ndarray) else type(a) for a in args)
-    if key in _warm:
-        return kernel(*args)
-    with _file_lock(cache_directory() / ".compile.lock"):
-        result = kernel(*args)
-    _warm.add(key)
-    return result
+    compile_for_args = dispatcher._compile_for_args
+
+    def locked(*args, **kwargs):
+        if getattr(_compiling, "active", False):  # a nested compile: the lock is held
+            return compile_for_args(*args, **kwargs)
+        _compiling.active = True
+        try:
+            with _file_lock(lock), warnings.catch_warnings():
+                # numba's pedantic scope check misreads the formulas inlined into prange loops
+                # (the compiled code is right: every loss is tested against float64 references)
+                warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
+                return compile_for_args(*args, **kwargs)
+        finally:
+            _compiling.active = False
+
+    dispatcher._compile_for_args = locked
 
 
 class _file_lock:
@@ -94,9 +113,9 @@ def _fingerprint() -> str:
     for part in (__version__, platform.python_version(), numba.__version__,
                  llvmlite.__version__, np.__version__):
         digest.update(part.encode() + b"\0")
-    for name in ("template.py", "template_cuda.py", "template_stacked.py",
-                 "template_cuda_stacked.py"):
-        digest.update((_HERE / name).read_bytes())
+    # every template, vmath, and the registry's compilation of formulas into their variants
+    for path in sorted(_HERE.glob("*.py")) + [_HERE.parent / "registry.py"]:
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -138,11 +157,19 @@ def _load(module_name: str, source: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[qualified] = module  # numba's cache needs to find the module while compiling
     spec.loader.exec_module(module)
+    lock = path.parent / f".{module_name}.lock"
+    for value in vars(module).values():
+        if isinstance(value, Dispatcher):
+            _lock_compiles(value, lock)
     return module
 
 
-def _slot(spec) -> str:
-    """The slot text binding ``LOSS_AT``/``GRAD_AT`` to ``spec``'s compiled formulas."""
+def _slot(spec, template: str) -> str:
+    """The slot text binding a template's formula names to ``spec``'s compiled formulas."""
+    if template == "template_elementwise.py":
+        return _elementwise_slot(spec)
+    if template == "template.py" and spec.float32_math:
+        return _rowwise_float32_slot(spec)
     params = "".join(f", params[{i}]" for i in range(len(spec.params)))
     lines = ["from lossforge.registry import jitted_formula as _jitted",
              f"_VALUE = _jitted({spec.fingerprint!r}, 'value')"]
@@ -164,13 +191,74 @@ def _slot(spec) -> str:
         f"    {grad}", ""])
 
 
+def _rowwise_float32_slot(spec) -> str:
+    """``LOSS_AT``/``GRAD_AT`` of ``template.py`` for a row-wise loss with ``float32_math``:
+    the float32 variant of its formula for float32 logits, the formula itself otherwise."""
+    count = len(spec.params)
+    p64 = "".join(f", params[{i}]" for i in range(count))
+    p32 = "".join(f", float32(params[{i}])" for i in range(count))
+    fp = spec.fingerprint
+    lines = ["from numba import float32, types", "from numba.extending import overload",
+             "from lossforge.registry import jitted_formula as _jitted", "",
+             f"_VALUE64 = _jitted({fp!r}, 'value')",
+             f"_VALUE32 = _jitted({fp!r}, 'value', float32=True)", "", "",
+             "def _loss32(y, p, j, params):", f"    return float64(_VALUE32(y, p, j{p32}))", "", "",
+             "def _loss64(y, p, j, params):", f"    return _VALUE64(y, p, j{p64})", "", "",
+             "def LOSS_AT(y, p, j, params):", "    pass  # compiled only: see the overload", "", "",
+             '@overload(LOSS_AT, inline="always", jit_options={"error_model": "numpy"})',
+             "def _loss_at(y, p, j, params):",
+             "    return _loss32 if p.dtype == types.float32 else _loss64", "", "",
+             "def GRAD_AT(y, p, j, scale, grad, params):", "    pass  # compiled only", "", ""]
+    if spec.grad is None:
+        lines += ["def _no_grad(y, p, j, scale, grad, params):", "    pass  # never called", "", "",
+                  '@overload(GRAD_AT, inline="always")',
+                  "def _grad_at(y, p, j, scale, grad, params):", "    return _no_grad", ""]
+        return "\n".join(lines)
+    lines += [f"_GRAD64 = _jitted({fp!r}, 'grad')",
+              f"_GRAD32 = _jitted({fp!r}, 'grad', float32=True)", "", "",
+              "def _grad32(y, p, j, scale, grad, params):",
+              f"    _GRAD32(y, p, j, float32(scale), grad{p32})", "", "",
+              "def _grad64(y, p, j, scale, grad, params):",
+              f"    _GRAD64(y, p, j, scale, grad{p64})", "", "",
+              '@overload(GRAD_AT, inline="always", jit_options={"error_model": "numpy"})',
+              "def _grad_at(y, p, j, scale, grad, params):",
+              "    return _grad32 if p.dtype == types.float32 else _grad64", ""]
+    return "\n".join(lines)
+
+
+def _elementwise_slot(spec) -> str:
+    """``VALUE``/``GRAD`` of ``template_elementwise.py``: the float32 variant of the formula for
+    float32 kernels (parameters cast to float32), the formula itself for float64 ones."""
+    count = len(spec.params)
+    p64 = "".join(f", params[{i}]" for i in range(count))
+    p32 = "".join(f", float32(params[{i}])" for i in range(count))
+    lines = ["from lossforge.registry import jitted_formula as _jitted", ""]
+    for role, name in (("value", "VALUE"), ("grad", "GRAD")):
+        lines += [f"def {name}(y, p, params):", "    pass  # compiled only: see the overload", ""]
+        if role == "grad" and spec.grad is None:
+            lines += ["", "def _no_grad(y, p, params):", "    return y * 0  # never called", "", "",
+                      f'@overload({name}, inline="always")', f"def _{role}(y, p, params):",
+                      "    return _no_grad", "", ""]
+            continue
+        lines += [f"_{name}64 = _jitted({spec.fingerprint!r}, {role!r})",
+                  f"_{name}32 = _jitted({spec.fingerprint!r}, {role!r}, float32=True)", "", "",
+                  f"def _{role}32(y, p, params):", f"    return _{name}32(y, p{p32})", "", "",
+                  f"def _{role}64(y, p, params):",
+                  f"    return _{name}64(float64(y), float64(p){p64})", "", "",
+                  f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
+                  f"def _{role}(y, p, params):",
+                  f"    return _{role}32 if y == types.float32 else _{role}64", "", ""]
+    return "\n".join(lines)
+
+
 def loss_kernels(spec):
     """The CPU kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
     It provides ``run_serial``/``run_parallel(y, p, w, params, n, values, grad, mode) ->
     (sum L*W, sum W, count W != 0)`` (see ``template.py``).
     """
-    return generated_module(spec, "template.py")
+    template = "template_elementwise.py" if spec.kind == "elementwise" else "template.py"
+    return generated_module(spec, template)
 
 
 def generated_module(spec, template: str, prefix: str = ""):
@@ -189,7 +277,7 @@ def generated_module(spec, template: str, prefix: str = ""):
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-            source = head + _SLOT_BEGIN + _slot(spec) + _SLOT_END + tail
+            source = head + _SLOT_BEGIN + _slot(spec, template) + _SLOT_END + tail
             _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source)
         return _modules[key]
 

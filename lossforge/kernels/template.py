@@ -101,3 +101,8 @@ def run_parallel(y, p, w, params, n, values, grad, mode):
         parts[c, 2] = d
     # summed in chunk order: the result does not depend on the thread count
     return parts[:, 0].sum(), parts[:, 1].sum(), parts[:, 2].sum()
+
+
+#: The kernels by mode, as ``template_elementwise.py`` has them (one loop serves every mode).
+SERIAL = (run_serial,) * 4
+PARALLEL = (run_parallel,) * 4

@@ -1,0 +1,222 @@
+"""Vectorised driver loops of one elementwise loss, compiled around that loss's formulas.
+
+A template, like ``template.py`` (which drives row-wise losses): `lossforge.kernels` copies
+it per loss, replacing the formula slot with ``VALUE(y, p, params)``/``GRAD(y, p, params)``,
+the loss and its derivative at one (label, prediction) pair of the kernel's dtype. For float32
+kernels these call the formula's float32 variant (`lossforge.registry.float32_variant`), so
+LLVM can run the loops below in AVX lanes; float64 kernels call the formula as written.
+
+Why the loops look the way they do (each point measured; see ../shared/reference/numba-cuda.md):
+
+* elements are visited in blocks of `BLOCK` through slice views indexed from 0: with offsets
+  into the whole array numba keeps a negative-index check and LLVM emits gathers (4-5x slower);
+* a block's weighted losses are written to a buffer by a loop with strict IEEE semantics (the
+  formula is inlined into it, so NaN and inf propagate exactly), then summed by a separate
+  loop with ``fastmath={"reassoc"}``, the one flag LLVM needs to vectorise a float sum. (One
+  loop doing both would give the formula the sum's flags, or, with the formula left out of
+  line, would not vectorise at all);
+* the formula runs in the kernel's dtype (float32 lanes for float32 inputs); the sums are
+  float64 (each block is summed from L1 cache, where the wider lanes cost little);
+* scalar (stride-0) weights are read once per block, and the value-only, values-writing and
+  gradient-writing paths are separate (constant flags), so no loop carries a store it does
+  not need.
+
+``w`` is the ``(A, M, I)`` broadcast view of the weights (`lossforge.inputs.weights_view`);
+the driver returns ``(sum L*W, sum W, count W != 0)`` over the flat elements and writes ``L*W``
+to ``values`` (mode bit `VALUES`) and ``W dL/dp`` to ``grad`` (mode bit `GRAD`).
+"""
+import numpy as np
+from numba import float32, float64, njit, prange, types
+from numba.extending import overload
+
+# --- formula slot: replaced per loss by lossforge.kernels ---
+def VALUE(y, p, params):
+    """The loss at one (label, prediction) pair (as written: the input itself)."""
+
+
+def GRAD(y, p, params):
+    """Its derivative in the prediction."""
+
+
+@overload(VALUE, inline="always", jit_options={"error_model": "numpy"})
+def _value(y, p, params):
+    return lambda y, p, params: p
+
+
+@overload(GRAD, inline="always", jit_options={"error_model": "numpy"})
+def _grad(y, p, params):
+    return lambda y, p, params: y * 0 + 1
+# --- end of formula slot ---
+
+VALUES = 1  # mode bit: write L * W to `values`
+GRAD_BIT = 2  # mode bit: write W * dL/dp to `grad`
+BLOCK = 4096  # elements per block: its buffer stays in L1 cache
+CHUNK = 16 * BLOCK  # elements per parallel work item
+
+
+@njit(error_model="numpy", fastmath={"reassoc"})
+def _sum(a):
+    """``sum(a)`` in float64, vectorised (lanes reassociated). Summing a block from L1 costs
+    little next to reading it from memory, so float32 values keep a float64 sum."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += float64(a[i])
+    return s
+
+
+@njit(error_model="numpy", fastmath={"reassoc"})
+def _count_nonzero(a):
+    """``count(a != 0)`` (NaN counts), vectorised."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += 1.0 if a[i] != 0.0 else 0.0
+    return s
+
+
+@njit(inline="always", error_model="numpy")
+def _block(yb, pb, wb, scalar, params, buf, gb, write_grad):
+    """Weighted losses of one block into ``buf``; their sum, the weights' sum and non-zero count."""
+    n = pb.shape[0]
+    if scalar:  # every weight is wb[0], read once
+        wt = wb[0]
+        for i in range(n):
+            buf[i] = VALUE(yb[i], pb[i], params) * wt
+        if write_grad:
+            for i in range(n):
+                gb[i] = wt * GRAD(yb[i], pb[i], params)
+        return _sum(buf[:n]), float64(wt) * n, float64(n) if wt != 0 else 0.0
+    for i in range(n):
+        buf[i] = VALUE(yb[i], pb[i], params) * wb[i]
+    if write_grad:
+        for i in range(n):
+            gb[i] = wb[i] * GRAD(yb[i], pb[i], params)
+    return _sum(buf[:n]), _sum(wb), _count_nonzero(wb)
+
+
+@njit(inline="always", error_model="numpy")
+def _pass_range_mode(y, p, w, params, start, stop, values, grad, write_values, write_grad):
+    inner = w.shape[2]
+    middle = w.shape[1]
+    ia = start // (middle * inner)
+    rest = start - ia * middle * inner
+    im = rest // inner
+    ii = rest - im * inner
+    scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
+    weighted = 0.0
+    weights = 0.0
+    nonzero = 0.0
+    j = start
+    while j < stop:
+        # one run along the innermost weights axis, in blocks
+        run = min(inner - ii, stop - j)
+        row = w[ia, im]
+        scalar = row.strides[0] == 0
+        for b in range(0, run, BLOCK):
+            e = min(run, b + BLOCK)
+            lo = j + b
+            hi = j + e
+            buf = values[lo:hi] if write_values else scratch
+            gb = grad[lo:hi] if write_grad else grad
+            wb = row[ii + b:ii + e] if not scalar else row[ii:ii + 1]
+            a, c, d = _block(y[lo:hi], p[lo:hi], wb, scalar, params, buf, gb, write_grad)
+            weighted += a
+            weights += c
+            nonzero += d
+        j += run
+        ii = 0
+        im += 1
+        if im == middle:
+            im = 0
+            ia += 1
+    return weighted, weights, nonzero
+
+
+# One compiled path per mode, each built on first use: a first call compiles only what it
+# needs (the value-only path), and constant flags let LLVM drop the stores a mode does not make.
+
+@njit(cache=True, error_model="numpy")
+def _range_reduce(y, p, w, params, start, stop, values, grad):
+    return _pass_range_mode(y, p, w, params, start, stop, values, grad, False, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _range_values(y, p, w, params, start, stop, values, grad):
+    return _pass_range_mode(y, p, w, params, start, stop, values, grad, True, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _range_grad(y, p, w, params, start, stop, values, grad):
+    return _pass_range_mode(y, p, w, params, start, stop, values, grad, False, True)
+
+
+@njit(cache=True, error_model="numpy")
+def _range_values_grad(y, p, w, params, start, stop, values, grad):
+    return _pass_range_mode(y, p, w, params, start, stop, values, grad, True, True)
+
+
+@njit(inline="always", error_model="numpy")
+def _chunked(pass_range, y, p, w, params, n, values, grad):
+    chunks = (n + CHUNK - 1) // CHUNK
+    parts = np.zeros((chunks, 3))
+    for c in prange(chunks):
+        a, b, d = pass_range(y, p, w, params, c * CHUNK, min(n, (c + 1) * CHUNK), values, grad)
+        parts[c, 0] = a
+        parts[c, 1] = b
+        parts[c, 2] = d
+    # summed in chunk order: the result does not depend on the thread count
+    return parts[:, 0].sum(), parts[:, 1].sum(), parts[:, 2].sum()
+
+
+@njit(cache=True, error_model="numpy")
+def serial_reduce(y, p, w, params, n, values, grad, mode):
+    return _range_reduce(y, p, w, params, 0, n, values, grad)
+
+
+@njit(cache=True, error_model="numpy")
+def serial_values(y, p, w, params, n, values, grad, mode):
+    return _range_values(y, p, w, params, 0, n, values, grad)
+
+
+@njit(cache=True, error_model="numpy")
+def serial_grad(y, p, w, params, n, values, grad, mode):
+    return _range_grad(y, p, w, params, 0, n, values, grad)
+
+
+@njit(cache=True, error_model="numpy")
+def serial_values_grad(y, p, w, params, n, values, grad, mode):
+    return _range_values_grad(y, p, w, params, 0, n, values, grad)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_reduce(y, p, w, params, n, values, grad, mode):
+    return _chunked(_range_reduce, y, p, w, params, n, values, grad)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_values(y, p, w, params, n, values, grad, mode):
+    return _chunked(_range_values, y, p, w, params, n, values, grad)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_grad(y, p, w, params, n, values, grad, mode):
+    return _chunked(_range_grad, y, p, w, params, n, values, grad)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_values_grad(y, p, w, params, n, values, grad, mode):
+    return _chunked(_range_values_grad, y, p, w, params, n, values, grad)
+
+
+#: The kernels by mode (0, VALUES, GRAD_BIT, VALUES | GRAD_BIT), serial and multi-threaded.
+SERIAL = (serial_reduce, serial_values, serial_grad, serial_values_grad)
+PARALLEL = (parallel_reduce, parallel_values, parallel_grad, parallel_values_grad)
+
+
+def run_serial(y, p, w, params, n, values, grad, mode):
+    """``(sum L*W, sum W, count W != 0)`` over ``n`` flat elements, writing as ``mode`` asks."""
+    return SERIAL[mode](y, p, w, params, n, values, grad, mode)
+
+
+def run_parallel(y, p, w, params, n, values, grad, mode):
+    """`run_serial` on all threads, chunk by chunk (the result does not depend on their number)."""
+    return PARALLEL[mode](y, p, w, params, n, values, grad, mode)

@@ -1,0 +1,359 @@
+"""float32 ``log``/``exp``/``log1p``/``tanh`` that LLVM can vectorise, and the `math` stand-in
+through which float32 kernels see them.
+
+Numba's ``math.log``/``math.exp`` are scalar libm calls (PyPI's llvmlite has no SVML), so a
+loop over them runs one element at a time: a float32 log loss was 10-20x slower than the
+memory floor. These functions use only ``+ - * /``, fused multiply-adds, compares, selects and
+int32 bit manipulation, which LLVM turns into AVX2/AVX-512 lanes. They are Cephes' float32
+polynomials (range reduction by exponent bits, then a minimax polynomial); over every float32
+input they are within 2 ulp of float64 libm rounded to float32 (``tests/test_vmath.py``
+sweeps them; ``python -m lossforge.kernels.vmath`` runs the exhaustive sweep over all 2**32
+inputs). NaN and +-inf give what libm gives.
+
+Each function is compiled with strict IEEE semantics (``fastmath=False``): an inlined math
+function would otherwise take its caller's fastmath flags, and LLVM then folds rewrites such
+as ``x - ((1 + x) - 1)`` to 0. LLVM still inlines them into the calling loop. Called with a
+float64 argument they are ``math.*`` itself, so a formula that widens to float64 stays exact.
+
+`F32_MATH` is a module that reads like ``math``: a formula's float32 variant (see
+`lossforge.registry.float32_formula`) sees it in place of ``math``.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from types import ModuleType
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
+__all__ = ["log", "exp", "log1p", "tanh", "to_float32", "F32_MATH", "REPLACEMENTS", "sweep"]
+
+_STRICT = dict(fastmath=False, error_model="numpy")
+
+
+# --- bit casts and fused multiply-add (no numba builtin for either) ------------------------
+
+@intrinsic
+def _as_int(typingctx, x):
+    """The bits of a float32 as an int32."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+@intrinsic
+def _as_float(typingctx, i):
+    """The float32 whose bits are an int32."""
+    if i != types.int32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (llvm.fmuladd: fused where the CPU can, never a libm call)."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        f32 = ir.FloatType()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(f32, [f32] * 3),
+                                            "llvm.fmuladd.f32")
+        return builder.call(fn, args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
+
+
+@intrinsic
+def _maxnum(typingctx, a, b):
+    """IEEE maxNum of two floats of one type (llvm.maxnum: vectorises as a max reduction).
+    It ignores a NaN operand: the row helpers below propagate NaN through their sums."""
+    if not (a == b and isinstance(a, types.Float)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        t = args[0].type
+        name = "llvm.maxnum.f32" if t == ir.FloatType() else "llvm.maxnum.f64"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]), name)
+        return builder.call(fn, args)
+    return a(a, a), codegen
+
+
+def _like(a, value):
+    """``value`` as array ``a``'s float type (float32 stays float32, all else float64)."""
+
+
+@overload(_like, inline="always")
+def _like_impl(a, value):
+    if a.dtype == types.float32:
+        return lambda a, value: np.float32(value)
+    return lambda a, value: np.float64(value)
+
+
+# --- constants as float32/int32 (a Python float would widen every expression to float64) -----
+
+_f = np.float32
+_i = np.int32
+_ZERO, _HALF, _ONE, _TWO = _f(0.0), _f(0.5), _f(1.0), _f(2.0)
+_INF, _NAN = _f(np.inf), _f(np.nan)
+_LN2_HI, _LN2_LO = _f(0.693359375), _f(-2.12194440e-4)  # ln 2 = HI + LO, HI with 9 bits
+_LOG2E = _f(1.44269504088896341)
+_SQRTHF_BITS = _i(0x3F3504F3)  # bits of sqrt(0.5): mantissas are reduced to [sqrt(.5), sqrt(2))
+_MIN_NORMAL = _f(1.17549435e-38)
+_TWO23 = _f(8388608.0)
+_EXP_HI = _f(88.72283935546875)   # above: exp overflows to inf
+_EXP_LO = _f(-103.97208404541016)  # below: exp underflows to 0
+_TANH_SMALL = _f(0.625)
+_TANH_BIG = _f(9.01)  # tanh rounds to 1 in float32 beyond it
+_LOG_P = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1,
+                                -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
+                                2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
+_EXP_P = tuple(_f(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+_TANH_P = tuple(_f(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
+                                 1.33314422036e-1, -3.33332819422e-1))
+
+
+@njit(inline="always", **_STRICT)
+def _log32(x):
+    tiny = x < _MIN_NORMAL  # subnormals: scale into the normal range first
+    xs = x * _TWO23 if tiny else x
+    bits = _as_int(xs)
+    e = np.int32((bits - _SQRTHF_BITS) >> np.int32(23))
+    m = _as_float(np.int32(bits - (e << np.int32(23))))  # in [sqrt(.5), sqrt(2))
+    f = m - _ONE  # exact (Sterbenz)
+    z = f * f
+    c = _LOG_P
+    y = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(c[0], f, c[1]), f, c[2]), f, c[3]), f, c[4]),
+                                  f, c[5]), f, c[6]), f, c[7]), f, c[8])
+    y = y * f * z
+    fe = np.float32(e) - (_f(23.0) if tiny else _ZERO)
+    y = _fma(fe, _LN2_LO, y)
+    y = _fma(-_HALF, z, y)
+    r = _fma(fe, _LN2_HI, f + y)
+    r = _NAN if x < _ZERO else r
+    r = -_INF if x == _ZERO else r
+    return x if (x == _INF or x != x) else r
+
+
+@njit(inline="always", **_STRICT)
+def _exp32(x):
+    n = np.floor(_fma(x, _LOG2E, _HALF))
+    r = _fma(n, -_LN2_HI, x)
+    r = _fma(n, -_LN2_LO, r)
+    c = _EXP_P
+    y = _fma(_fma(_fma(_fma(_fma(c[0], r, c[1]), r, c[2]), r, c[3]), r, c[4]), r, c[5])
+    y = _fma(y, r * r, r) + _ONE
+    k = np.int32(min(max(n, _f(-252.0)), _f(252.0)))  # only where the result is finite, non-0
+    k1 = np.int32(k >> np.int32(1))
+    k2 = np.int32(k - k1)  # 2**k as 2**k1 * 2**k2: each factor a normal float32
+    y = y * _as_float(np.int32((k1 + np.int32(127)) << np.int32(23)))
+    y = y * _as_float(np.int32((k2 + np.int32(127)) << np.int32(23)))
+    y = _INF if x > _EXP_HI else y
+    y = _ZERO if x < _EXP_LO else y
+    return x if x != x else y
+
+
+@njit(inline="always", **_STRICT)
+def _log1p32(x):
+    u = _ONE + x
+    # log(u) corrected for the rounding of 1 + x (Goldberg): exact where u == 1 (gives x)
+    d = u - _ONE
+    r = _log32(u) + (x - d) / u
+    r = -_INF if x == -_ONE else r
+    return x if (x == _INF or x != x) else r
+
+
+@njit(inline="always", **_STRICT)
+def _tanh32(x):
+    a = abs(x)
+    z = x * x
+    c = _TANH_P
+    small = _fma(_fma(_fma(_fma(_fma(c[0], z, c[1]), z, c[2]), z, c[3]), z, c[4]), z * x, x)
+    e = _exp32(a + a)
+    big = _ONE - _TWO / (e + _ONE)
+    big = _ONE if a > _TANH_BIG else big
+    big = -big if x < _ZERO else big
+    return small if a < _TANH_SMALL else big  # NaN: a < .625 is False, big is NaN
+
+
+# --- public functions: float32 polynomials, math.* for everything else ------------------------
+
+def _dispatching(name, float32_impl, fallback):
+    """A function that runs ``float32_impl`` on float32 and ``fallback`` (math.*) otherwise."""
+    def function(x):
+        return fallback(x)
+    function.__name__ = function.__qualname__ = name
+
+    @overload(function, jit_options=_STRICT)
+    def _typed(x):
+        if x == types.float32:
+            return lambda x: float32_impl(x)
+        if isinstance(x, (types.Float, types.Integer)):
+            return lambda x: fallback(x)
+        return None
+    return function
+
+
+log = _dispatching("log", _log32, math.log)
+exp = _dispatching("exp", _exp32, math.exp)
+log1p = _dispatching("log1p", _log1p32, math.log1p)
+tanh = _dispatching("tanh", _tanh32, math.tanh)
+
+
+@njit(inline="always", **_STRICT)
+def to_float32(x):
+    """``float(x)`` in a float32 formula variant: a float32 cast."""
+    return np.float32(x)
+
+
+# --- row reductions of the built-in row-wise formulas, vectorised -----------------------------
+# Each computes what its namesake in lossforge.formulas computes (tests/test_vmath.py checks
+# them against each other); a float32 formula variant calls these instead. Their sums may be
+# reassociated (the one flag LLVM needs to vectorise them); the math they call is strict.
+
+_ROWS = dict(error_model="numpy", fastmath={"reassoc"})
+
+
+@njit(**_ROWS)
+def row_logsumexp(row):
+    """``(m, log(sum(exp(row - m))))``, ``m = max(row)``, both float64: ``exp`` runs in the
+    row's dtype, the sum and its one ``log`` in float64 (a float32 log of a sum near 1 would
+    lose the relative precision of a small loss)."""
+    m = _like(row, -np.inf)
+    for k in range(row.shape[0]):
+        m = _maxnum(m, row[k])
+    s = 0.0
+    for k in range(row.shape[0]):
+        s += np.float64(exp(row[k] - m))
+    return np.float64(m), math.log(s)
+
+
+@njit(**_ROWS)
+def row_sum(row):
+    """``sum(row)`` in float64."""
+    s = 0.0
+    for k in range(row.shape[0]):
+        s += np.float64(row[k])
+    return s
+
+
+@njit(**_ROWS)
+def row_shifted_dot(z, x, m):
+    """``sum_k z_k (m - x_k)`` in float64."""
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += np.float64(z[k]) * np.float64(m - x[k])
+    return s
+
+
+@njit(**_ROWS)
+def row_shifted_sum(x, m):
+    """``sum_k (m - x_k)`` in float64."""
+    s = 0.0
+    for k in range(x.shape[0]):
+        s += np.float64(m - x[k])
+    return s
+
+
+def _f32_math() -> ModuleType:
+    """``math`` with the functions above and float32 constants (``inf``, ``nan``, ``pi``...)."""
+    module = ModuleType("lossforge.kernels.vmath.F32_MATH", "math, as float32 kernels see it")
+    for name in dir(math):
+        if not name.startswith("_"):
+            setattr(module, name, getattr(math, name))
+    for name in ("inf", "nan", "pi", "e", "tau"):
+        setattr(module, name, np.float32(getattr(math, name)))
+    for function in (log, exp, log1p, tanh):
+        setattr(module, function.__name__, function)
+    sys.modules[module.__name__] = module  # numba resolves module globals through sys.modules
+    return module
+
+
+F32_MATH = _f32_math()
+
+def _replacements() -> dict:
+    from lossforge import formulas
+    return {math.log: log, math.exp: exp, math.log1p: log1p, math.tanh: tanh,
+            formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
+            formulas._row_shifted_dot: row_shifted_dot,
+            formulas._row_shifted_sum: row_shifted_sum}
+
+
+#: What a float32 formula variant calls instead of a global: ``math`` functions imported by
+#: name, and the row helpers of the built-in formulas.
+REPLACEMENTS = _replacements()
+
+
+# --- accuracy sweep ---------------------------------------------------------------------------
+
+@njit(nogil=True, **_STRICT)
+def _sweep_block(which, start, stop, step):
+    """(max ulp error, NaN/inf mismatches) of function ``which`` over int32 bit patterns."""
+    worst = 0.0
+    bad = 0
+    for b in range(start, stop, step):
+        x = _as_float(np.int32(b))
+        xd = np.float64(x)
+        if which == 0:
+            got = _log32(x)
+            want = math.log(xd) if xd > 0 else (-np.inf if xd == 0 else np.nan)
+        elif which == 1:
+            got = _exp32(x)
+            want = math.exp(xd) if xd < 709.0 else np.inf
+        elif which == 2:
+            got = _log1p32(x)
+            want = math.log1p(xd) if xd > -1.0 else (-np.inf if xd == -1.0 else np.nan)
+        else:
+            got = _tanh32(x)
+            want = math.tanh(xd)
+        if xd != xd:
+            want = np.nan
+        w32 = np.float32(want)
+        if w32 != w32 or got != got:
+            bad += 0 if (w32 != w32 and got != got) else 1
+            continue
+        if math.isinf(w32) or math.isinf(got):
+            bad += 0 if w32 == got else 1
+            continue
+        # one float32 ulp at the true value (the subnormal spacing below the normal range)
+        a = abs(want)
+        ulp = 2.0 ** (math.floor(math.log2(a)) - 23) if a >= 1.1754943508222875e-38 else 2.0 ** -149
+        err = abs(np.float64(got) - want) / ulp
+        if err > worst:
+            worst = err
+    return worst, bad
+
+
+FUNCTIONS = ("log", "exp", "log1p", "tanh")
+
+
+def sweep(step: int = 1, threads: int | None = None) -> dict:
+    """``{name: (max ulp error, NaN/inf mismatches)}`` over every ``step``-th float32 bit pattern."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+    threads = threads or os.cpu_count() or 1
+    pieces = 64
+    size = 2 ** 32 // pieces
+    results = {}
+    for which, name in enumerate(FUNCTIONS):
+        with ThreadPoolExecutor(threads) as pool:
+            parts = list(pool.map(
+                lambda i: _sweep_block(which, -2 ** 31 + i * size, -2 ** 31 + (i + 1) * size, step),
+                range(pieces)))
+        results[name] = (max(w for w, _ in parts), sum(n for _, n in parts))
+    return results
+
+
+if __name__ == "__main__":  # python -m lossforge.kernels.vmath: the exhaustive sweep (minutes)
+    for name, (worst, bad) in sweep().items():
+        print(f"{name:6s} max error {worst:.3f} ulp, NaN/inf mismatches: {bad}")
