@@ -276,7 +276,8 @@ def _prepare_cosine(spec, labels, predictions, weights, axis=None, dim=None) -> 
     p = as_array(predictions, "predictions")
     check_same_shape(p, y, "predictions", "labels")
     if y.ndim == 0:
-        raise InvalidArgumentError("cosine_distance needs inputs of rank >= 1 to reduce over `axis`.")
+        raise InvalidArgumentError("cosine_distance: `labels` and `predictions` must have rank >= 1 "
+                                   "to reduce over `axis`; got scalars.")
     axis = normalize_axis(axis, y.ndim, "axis")
     loss_shape = y.shape[:axis] + (1,) + y.shape[axis + 1:]
     w = as_array(weights, "weights")

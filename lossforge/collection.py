@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, InvalidTypeError
+from .inputs import as_array
 
 __all__ = ["LOSSES", "REGULARIZATION_LOSSES", "LossCollection", "CollectedLoss", "add_loss",
            "get_losses", "get_regularization_losses", "get_regularization_loss", "get_total_loss",
@@ -61,14 +62,20 @@ class LossCollection:
     def __init__(self) -> None:
         self._items: dict[str, list[CollectedLoss]] = {}
         self._mutex = threading.Lock()
-        self._tokens: list[contextvars.Token] = []
 
     def __enter__(self) -> "LossCollection":
-        self._tokens.append(_active.set(_active.get() + (self,)))
+        _active.set(_active.get() + (self,))
         return self
 
     def __exit__(self, *exc) -> None:
-        _active.reset(self._tokens.pop())
+        # The stack lives in the context of this thread/task only, so one collection may be
+        # entered by many threads at once: leaving removes this context's innermost entry of it
+        # (no contextvars token, which is only valid in the context that made it).
+        stack = _active.get()
+        for i in range(len(stack) - 1, -1, -1):
+            if stack[i] is self:
+                _active.set(stack[:i] + stack[i + 1:])
+                return
 
     def add(self, value, collection: str = LOSSES, name: str = "loss") -> None:
         """Append ``value`` to the named collection."""
@@ -79,9 +86,10 @@ class LossCollection:
         """The collected entries whose name matches the regex ``scope`` from its start."""
         with self._mutex:
             entries = list(self._items.get(collection, ()))
-        if scope is None:
+        pattern = _scope_pattern(scope)
+        if pattern is None:
             return entries
-        return [e for e in entries if re.match(scope, e.name)]
+        return [e for e in entries if pattern.match(e.name)]
 
     def get_losses(self, scope: str | None = None, loss_collection: str = LOSSES) -> list:
         return [e.value for e in self.items(loss_collection, scope)]
@@ -115,9 +123,24 @@ class LossCollection:
         return f"LossCollection({counts})"
 
 
+def _scope_pattern(scope):
+    """The compiled regex of a ``scope`` argument (None stays None), or an error naming it."""
+    if scope is None:
+        return None
+    if not isinstance(scope, str):
+        raise InvalidTypeError(f"`scope` must be a regular expression string or None; got "
+                               f"{type(scope).__name__} {scope!r}.")
+    try:
+        return re.compile(scope)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise InvalidArgumentError(f"`scope`={scope!r} is not a valid regular expression: "
+                                   f"{exc}.") from None
+
+
 def _add_n(values: list):
     """``tf.add_n``: elementwise sum of values of one shape; different shapes are an error."""
-    arrays = [np.asarray(v) for v in values]
+    # add_loss takes anything (as TF's, which does nothing eagerly); summing needs numbers
+    arrays = [as_array(v, "loss") for v in values]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise InvalidArgumentError(
@@ -150,7 +173,10 @@ def add_loss(loss, loss_collection: str | None = LOSSES, name: str = "loss") -> 
 def get_losses(scope: str | None = None, loss_collection: str = LOSSES) -> list:
     """The losses in ``loss_collection`` whose names match the regex ``scope`` ([] outside a block)."""
     collection = active_collection()
-    return [] if collection is None else collection.get_losses(scope, loss_collection)
+    if collection is None:
+        _scope_pattern(scope)  # an invalid scope is an error inside a block or not
+        return []
+    return collection.get_losses(scope, loss_collection)
 
 
 def get_regularization_losses(scope: str | None = None) -> list:

@@ -161,6 +161,8 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
     """
     xr = x[j]
     zr = z[j]
+    if xr.shape[0] == 0:  # no classes: a sum over nothing is 0 (TF), not lse = -inf times 0
+        return 0.0
     m, lse = _row_logsumexp(xr)
     total = _row_sum(zr)
     shifted = _row_shifted_dot(zr, xr, m)

@@ -68,14 +68,25 @@ def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> 
 
 
 def as_float_param(value, name: str) -> float:
-    """A scalar numeric parameter (``delta``, ``epsilon``, ``label_smoothing``) as a Python float."""
-    if isinstance(value, (bool, np.bool_)):
+    """A scalar numeric parameter (``delta``, ``epsilon``, ``label_smoothing``) as a Python float.
+
+    Real numbers (Python or NumPy scalars, 0-d arrays) only: a bool, a string (even "1.5"), an
+    array of other than one dimension-less element, or an int too large for a float is an error.
+    """
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and
+                                               value.dtype.kind == "b"):
         raise InvalidTypeError(f"Parameter `{name}` must be a number, got a bool ({value!r}).")
+    if isinstance(value, (str, bytes)):
+        raise InvalidTypeError(f"Parameter `{name}` must be a real number, not a string "
+                               f"({value!r}); write it as a number.")
     try:
         result = float(value)
     except (TypeError, ValueError):
         raise InvalidTypeError(
             f"Parameter `{name}` must be a real number; got {type(value).__name__} {value!r}.") from None
+    except OverflowError:
+        raise InvalidArgumentError(
+            f"Parameter `{name}`={value!r} is too large for a float.") from None
     return result
 
 

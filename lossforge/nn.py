@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .builtins import BUILTINS, check_sparse_labels, normalize_axis
-from .inputs import as_array
+from .inputs import as_array, check_same_shape
 from .reduction import Reduction
 
 __all__ = ["sigmoid_cross_entropy_with_logits", "softmax_cross_entropy_with_logits",
@@ -38,7 +38,10 @@ def sigmoid_cross_entropy_with_logits(labels=None, logits=None, name=None):
       >>> lossforge.nn.sigmoid_cross_entropy_with_logits(labels=[1.0, 0.0], logits=np.float32([0, 0]))
       array([0.6931472, 0.6931472], dtype=float32)
     """
-    return _per_example("sigmoid_cross_entropy", labels, logits)
+    z = as_array(labels, "labels")  # errors name this function's arguments
+    x = as_array(logits, "logits")
+    check_same_shape(x, z, "logits", "labels")
+    return _per_example("sigmoid_cross_entropy", z, x)
 
 
 def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
@@ -64,7 +67,8 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
     """
     z = as_array(labels, "labels")
     x = as_array(logits, "logits")
-    if x.ndim and z.shape == x.shape:
+    check_same_shape(x, z, "logits", "labels")
+    if x.ndim:
         axis = normalize_axis(axis, x.ndim, "axis")
         if axis != x.ndim - 1:
             x, z = np.moveaxis(x, axis, -1), np.moveaxis(z, axis, -1)

@@ -57,6 +57,7 @@ import numpy as np
 
 from .. import collection
 from .. import losses as core
+from ..builtins import normalize_axis
 from ..collection import LOSSES, add_loss, get_losses, get_regularization_losses
 from ..errors import InvalidArgumentError
 from ..inputs import as_array, as_float_param, check_same_shape, float_dtypes
@@ -81,10 +82,14 @@ def _renamed_args(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        for old, new in renames.items():
-            if old in kwargs:
-                value = kwargs.pop(old)
-                if new in signature.bind_partial(*args, **kwargs).arguments:
+        # every deprecated keyword is taken out before binding the rest (``weight=`` and
+        # ``targets=`` may come together)
+        given = {old: kwargs.pop(old) for old in renames if old in kwargs}
+        if given:
+            bound = signature.bind_partial(*args, **kwargs).arguments
+            for old, value in given.items():
+                new = renames[old]
+                if new in bound:
                     raise InvalidArgumentError(
                         f"{fn.__name__}: got both `{new}` and its deprecated alias `{old}`; "
                         f"pass `{new}` only.")
@@ -234,6 +239,9 @@ def cosine_distance(predictions, labels=None, dim=None, weights=1.0, scope=None)
     if dim is None:
         raise InvalidArgumentError(
             "cosine_distance: you must specify `dim`, the axis along which the distance is computed.")
+    y = as_array(labels, "labels")
+    if y.ndim:  # (rank 0 is refused by the core function, naming the inputs)
+        dim = normalize_axis(dim, y.ndim, "dim")  # errors name contrib's argument, `dim`
     losses = core.cosine_distance(labels, predictions, axis=dim, **_UNREDUCED)
     return _weighted_mean(np.squeeze(losses, axis=dim), weights, scope or "cosine_distance_loss")
 

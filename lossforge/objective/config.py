@@ -14,10 +14,14 @@ A config names weighted loss terms, regularizers and a weighting strategy::
       l2: {type: l2, scale: 1.0e-4, params: [conv1_w, fc_w]}
     weighting: static                        # or {strategy: uncertainty} / {strategy: dwa, temperature: 2.0}
 
-Loading uses ``yaml.safe_load`` semantics only (a config can never run code); anchors and merge
-keys work, ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) is interpolated in strings, and
-``include: other.yaml`` merges another config (relative to this one) under this one's keys.
-Keys starting with ``x-`` are ignored anywhere: a place to define anchors.
+Configs are data, never code. Loading uses YAML's safe loader only (a tag such as
+``!!python/object`` is refused and nothing runs); anchors and merge keys work, but a file over
+256 KiB, nesting deeper than 64 levels or aliases expanding to more than 100,000 nodes are
+refused before anything is built from them. ``${ENV_VAR}`` (or ``${ENV_VAR:-default}``) is
+interpolated in strings; an unset variable without a default is an error, not an empty string.
+``include: other.yaml`` merges another config (relative to this one) under this one's keys; it
+must resolve inside the directory of the config being loaded unless ``include_roots=`` names
+more directories. Keys starting with ``x-`` are ignored anywhere: a place to define anchors.
 `ConfigError` lists every problem with its file, line, column and key path.
 """
 from __future__ import annotations
@@ -117,8 +121,23 @@ class ObjectiveConfig:
 
 # --- loading -------------------------------------------------------------------------------------
 
-def parse_config(source) -> ObjectiveConfig:
+#: Limits on a config, far above any real objective and far below what hurts: a larger, deeper
+#: or more aliased config is refused with a `ConfigError` before it is parsed further.
+MAX_CONFIG_BYTES = 256 * 1024   # per file (or YAML text); refused before parsing
+MAX_DEPTH = 64                  # nesting of mappings and sequences
+MAX_NODES = 100_000             # nodes with every alias expanded (the "billion laughs" guard)
+MAX_INCLUDE_DEPTH = 16          # chained `include:`s
+
+
+def parse_config(source, *, include_roots=()) -> ObjectiveConfig:
     """A validated `ObjectiveConfig` from a YAML path, YAML text or a dict.
+
+    Args:
+      source: a path to a YAML file (``str`` ending in .yaml/.yml, or ``os.PathLike``), YAML
+        text, a dict or an `ObjectiveConfig`.
+      include_roots: directories that ``include:`` may also read from. By default an include
+        must resolve (symlinks followed) inside the directory of the config being loaded (the
+        current directory for YAML text); naming more directories is the explicit opt-in.
 
     Raises:
       ConfigError: listing every problem found (file:line:column, key path, expected, found).
@@ -130,36 +149,137 @@ def parse_config(source) -> ObjectiveConfig:
     if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
                                            and source.strip().endswith((".yaml", ".yml"))):
         path = Path(source)
-        if not path.is_file():
+        try:
+            exists = path.is_file()
+        except (OSError, ValueError):  # e.g. a NUL byte in the name
+            exists = False
+        if not exists:
             raise ConfigError(str(path), [f"no such config file: {path}"])
-        data, marks = _load_yaml(path.read_text(), str(path), path.parent, set())
+        roots = _roots(path.resolve().parent, include_roots)
+        data, marks = _load_yaml(_read(path, str(path)), str(path), path.parent, set(), roots)
         return _Validator(str(path), marks).config(data)
     if isinstance(source, str):
-        data, marks = _load_yaml(source, "<yaml text>", Path.cwd(), set())
+        data, marks = _load_yaml(source, "<yaml text>", Path.cwd(), set(),
+                                 _roots(Path.cwd().resolve(), include_roots))
         return _Validator("<yaml text>", marks).config(data)
     raise InvalidArgumentError(
         f"load_objective takes a path to a YAML file, YAML text or a dict; got {type(source).__name__}.")
 
 
+def _roots(own: Path, extra) -> tuple[Path, ...]:
+    if isinstance(extra, (str, os.PathLike)):
+        extra = (extra,)
+    try:
+        return (own,) + tuple(Path(r).resolve() for r in extra)
+    except (TypeError, ValueError, OSError) as exc:
+        raise InvalidArgumentError(f"`include_roots` must be a sequence of directories; got "
+                                   f"{extra!r} ({exc}).") from None
+
+
+def _read(path: Path, source: str) -> str:
+    """The text of a config file: at most MAX_CONFIG_BYTES of UTF-8."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read {path}: {exc}"]) from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"{path} is larger than {MAX_CONFIG_BYTES // 1024} KiB: an "
+                                   f"objective config is a small file (refused unread)"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"{path} is not UTF-8 text: {exc}"]) from None
+
+
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _load_yaml(text: str, source: str, base: Path, seen: set):
-    """(data, marks): data from the safe loader, marks maps key paths to 'file:line:col'."""
+class _TooComplex(yaml.YAMLError):
+    def __init__(self, problem: str, mark=None):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader (no tag constructs a Python object) with bounded nesting."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _TooComplex(f"nested more than {MAX_DEPTH} levels deep",
+                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _expanded_size(node, memo: dict, active: set) -> int:
+    """The number of nodes ``node`` stands for with every alias expanded (memoised, so linear in
+    the number of distinct nodes); a node that contains itself is refused."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    if key in active:
+        raise _TooComplex("an alias refers to a node that contains it (a recursive structure)",
+                          node.start_mark)
+    active.add(key)
+    size = 1
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, memo, active) + _expanded_size(v, memo, active)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            size += _expanded_size(item, memo, active)
+    active.discard(key)
+    memo[key] = size
+    return size
+
+
+def _parse(text: str, source: str):
+    """(node, data) of one YAML document, refused early when it is too large, deep or aliased."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [f"{source}: the config is larger than "
+                                   f"{MAX_CONFIG_BYTES // 1024} KiB (refused unparsed)"])
+    loader = _Loader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)  # safe loader: no tags that run code
+        node = loader.get_single_node()
+        if node is not None:
+            size = _expanded_size(node, {}, set())
+            if size > MAX_NODES:
+                raise _TooComplex(f"the document expands to {size} nodes with its aliases "
+                                  f"expanded, more than {MAX_NODES} (alias bomb?)", node.start_mark)
+        return node, (loader.construct_document(node) if node is not None else None)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [f"{where}: invalid YAML: {problem}"]) from None
+        if isinstance(exc, yaml.constructor.ConstructorError) and "tag" in problem:
+            problem = (f"{problem}: tags that build Python objects are not allowed (configs are "
+                       f"data, loaded by YAML's safe loader); nothing was run")
+        kind = "config too complex" if isinstance(exc, _TooComplex) else "invalid YAML"
+        raise ConfigError(source, [f"{where}: {kind}: {problem}"]) from None
+    finally:
+        loader.dispose()
+
+
+def _load_yaml(text: str, source: str, base: Path, seen: set, roots: tuple[Path, ...]):
+    """(data, marks): data from the safe loader, marks maps key paths to 'file:line:col'."""
+    node, data = _parse(text, source)
     marks: dict[tuple, str] = {}
     if node is not None:
         _collect_marks(node, (), source, marks)
-    data = _interpolate(data)
+    problems: list[str] = []
+    data = _interpolate(data, (), marks, source, problems)
+    if problems:
+        raise ConfigError(source, problems)
     if isinstance(data, dict) and "include" in data:
-        data = _include(data, source, base, seen, marks)
+        data = _include(data, source, base, seen, marks, roots)
     return data, marks
 
 
@@ -188,7 +308,10 @@ def _collect_marks(node, path: tuple, source: str, marks: dict) -> None:
             _collect_marks(item, path + (i,), source, marks)
 
 
-def _interpolate(value):
+def _interpolate(value, path: tuple, marks: dict, source: str, problems: list):
+    """``${VAR}`` / ``${VAR:-default}`` replaced in every string; an unset variable without a
+    default is a problem (never an empty string). A string that is only a number after
+    replacement becomes that number."""
     if isinstance(value, str):
         def env(match):
             name, default = match.group(1), match.group(2)
@@ -196,34 +319,59 @@ def _interpolate(value):
                 return os.environ[name]
             if default is not None:
                 return default
-            raise ConfigError("<env>", [f"environment variable ${{{name}}} is not set (write "
-                                        f"${{{name}:-default}} to give a default)"])
+            where = marks.get(path) or source
+            key = ".".join(str(p) for p in path) or "(top level)"
+            problems.append(f"{where}: `{key}`: environment variable ${{{name}}} is not set "
+                            f"(set it, or write ${{{name}:-default}} to give a default)")
+            return match.group(0)
         replaced = _ENV.sub(env, value)
         if replaced != value:
-            try:  # "${SCALE}" -> a number when the variable holds one
-                return yaml.safe_load(replaced) if replaced.strip() else replaced
-            except yaml.YAMLError:
-                return replaced
+            return _scalar(replaced)
         return value
     if isinstance(value, dict):
-        return {k: _interpolate(v) for k, v in value.items()}
+        return {k: _interpolate(v, path + (k,), marks, source, problems) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v) for v in value]
+        return [_interpolate(v, path + (i,), marks, source, problems) for i, v in enumerate(value)]
     return value
 
 
-def _include(data: dict, source: str, base: Path, seen: set, marks: dict) -> dict:
+def _scalar(text: str):
+    """``text`` as YAML reads a plain scalar (a number, bool or null), else the text itself."""
+    if not text.strip() or len(text) > 100:
+        return text
+    try:
+        value = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, (int, float, bool, type(None))) else text
+
+
+def _include(data: dict, source: str, base: Path, seen: set, marks: dict,
+             roots: tuple[Path, ...]) -> dict:
     target = data.get("include")
+    where = marks.get(("include",), source)
     if not isinstance(target, str):
-        raise ConfigError(source, [f"{marks.get(('include',), source)}: `include` must be a file "
-                                   f"name, found {target!r}"])
-    path = (base / target).resolve()
+        raise ConfigError(source, [f"{where}: `include` must be a file name, found {target!r}"])
+    if len(seen) >= MAX_INCLUDE_DEPTH:
+        raise ConfigError(source, [f"{where}: `include`s are chained more than "
+                                   f"{MAX_INCLUDE_DEPTH} deep"])
+    try:
+        path = (base / target).resolve()
+        inside = any(path.is_relative_to(root) for root in roots)
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(source, [f"{where}: `include: {target}`: {exc}"]) from None
+    if not inside:
+        raise ConfigError(source, [
+            f"{where}: `include: {target}` resolves to {path}, outside the config's directory "
+            f"{roots[0]}; an include may only read files there unless asked: pass "
+            f"include_roots=[...] to load_objective/parse_config to allow other directories"])
     if path in seen:
         raise ConfigError(source, [f"`include: {target}` includes itself (cycle)"])
-    if not path.is_file():
-        raise ConfigError(source, [f"{marks.get(('include',), source)}: included file {target} "
-                                   f"not found (looked in {base})"])
-    included, included_marks = _load_yaml(path.read_text(), str(path), path.parent, seen | {path})
+    if not exists:
+        raise ConfigError(source, [f"{where}: included file {target} not found (looked in {base})"])
+    included, included_marks = _load_yaml(_read(path, str(path)), str(path), path.parent,
+                                          seen | {path}, roots)
     if not isinstance(included, dict):
         raise ConfigError(str(path), ["an included config must be a mapping"])
     for key, mark in included_marks.items():

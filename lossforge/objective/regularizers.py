@@ -8,9 +8,11 @@ each summed over the listed parameter arrays, in float64.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, InvalidTypeError
 from ..inputs import as_array
 from .config import RegularizerConfig
 
@@ -18,6 +20,9 @@ __all__ = ["regularizer_value", "regularizer_grad"]
 
 
 def _param(params, key: str, regularizer: str) -> np.ndarray:
+    if params is not None and not isinstance(params, Mapping):
+        raise InvalidTypeError(f"`params` must be a mapping of name -> array (regularizer "
+                               f"{regularizer!r} reads {key!r}); got {type(params).__name__}.")
     if params is None or key not in params:
         given = sorted(params) if params else []
         raise InvalidArgumentError(

@@ -16,7 +16,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
+from ..errors import InvalidTypeError
+from ..inputs import as_float_param
 from .config import WeightingConfig
 
 __all__ = ["make_weighting", "Static", "Uncertainty", "DynamicWeightAverage"]
@@ -44,12 +47,24 @@ class Uncertainty(Static):
         return f"log_var/{term}"
 
     def log_var(self, term: str, params) -> float:
-        if params is not None and self.key(term) in params:
-            return float(params[self.key(term)])
+        if params is not None:
+            if not isinstance(params, Mapping):
+                raise InvalidTypeError(f"`params` must be a mapping of name -> value (here "
+                                       f"{self.key(term)!r} -> s_k); got {type(params).__name__}.")
+            if self.key(term) in params:
+                return as_float_param(params[self.key(term)], f"params[{self.key(term)!r}]")
         return self.log_vars[term]
 
     def weights(self, tracker, params) -> dict[str, float]:
-        return {t.name: t.weight * math.exp(-self.log_var(t.name, params)) for t in self.terms}
+        return {t.name: t.weight * _exp(-self.log_var(t.name, params)) for t in self.terms}
+
+
+def _exp(x: float) -> float:
+    """``exp(x)``, inf where it overflows (math.exp raises OverflowError there)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 class DynamicWeightAverage(Static):
