@@ -37,7 +37,9 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
     values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
-    grad = np.zeros(p.shape, dtype=kd) if with_grad else _unused(kd, p.ndim)
+    # an elementwise kernel writes every gradient entry; a row-wise formula may write only some
+    grad = ((np.empty if spec.kind == "elementwise" else np.zeros)(p.shape, dtype=kd)
+            if with_grad else _unused(kd, p.ndim))
     sums = (0.0, 0.0, 0.0)
     if n:
         kernels = _kernels()
@@ -52,7 +54,10 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     if not with_grad:
         return value, None, state
     denom = denominator(state, reduction)
-    grad = grad * (1.0 / denom) if denom != 0 else np.zeros_like(grad)  # div_no_nan's gradient
+    if denom == 0:  # div_no_nan's gradient
+        grad[...] = 0
+    elif denom != 1:
+        grad *= 1.0 / denom  # in place: the gradient may be as large as the inputs
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
 
 

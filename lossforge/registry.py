@@ -204,14 +204,20 @@ class LossSpec:
         values = tuple(p.check(given.pop(p.name, p.default), self.name) for p in self.params)
         return values, given
 
-    def _prepare(self, labels, predictions, weights, params: dict):
+    def resolve_call(self, params: dict) -> tuple[tuple[float, ...], dict]:
+        """`resolve_params`, rejecting keyword arguments that neither a parameter nor
+        ``prepare`` takes."""
         kernel_params, shape_args = self.resolve_params(params)
-        accepted = set(_prepare_arguments(self)) if shape_args else ()
-        unknown = sorted(set(shape_args) - set(accepted))
+        accepted = set(_prepare_arguments(self)) if shape_args else set()
+        unknown = sorted(set(shape_args) - accepted)
         if unknown:
             raise InvalidTypeError(
                 f"{self.name}() got unexpected argument(s) {unknown}; its parameters are "
                 f"{list(self.param_names) + sorted(accepted) or 'none'}.")
+        return kernel_params, shape_args
+
+    def _prepare(self, labels, predictions, weights, params: dict):
+        kernel_params, shape_args = self.resolve_call(params)
         return self.prepare(self, labels, predictions, weights, **shape_args), kernel_params
 
     def route(self, params: dict) -> tuple["LossSpec", dict]:
