@@ -45,9 +45,12 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        run_kernel = (k.PARALLEL if n >= kernels.PARALLEL_THRESHOLD else k.SERIAL)[mode]
-        sums = run_kernel(y, p, weights_view(weights, loss_shape, kd), params, n, values, grad,
-                          mode)
+        w = weights_view(weights, loss_shape, kd)
+        if n >= kernels.PARALLEL_THRESHOLD:
+            with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
+                sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, mode)
+        else:
+            sums = k.SERIAL[mode](y, p, w, params, n, values, grad, mode)
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))

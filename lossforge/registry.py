@@ -566,27 +566,44 @@ def _unknown(name) -> UnknownLossError:
         known = list(_specs) + list(_aliases)
     close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    failed = ""
+    if _plugin_failures:  # the loss asked for may be one of theirs: say so at first use
+        failed = (f" Loss plugins that failed to load (their losses are missing): "
+                  f"{'; '.join(_plugin_failures)}.")
     return UnknownLossError(f"No loss named {name!r} is registered.{hint} "
-                            f"Registered losses: {', '.join(sorted(_specs))}.")
+                            f"Registered losses: {', '.join(sorted(_specs))}.{failed}")
+
+
+_plugins_loading = False
+_plugin_failures: list[str] = []
 
 
 def _load_plugins() -> None:
-    """Load the ``lossforge.losses`` entry points once; a broken one warns and is skipped."""
-    global _plugins_loaded
+    """Load the ``lossforge.losses`` entry points once; a broken one warns and is skipped.
+
+    Other threads wait (on the registry lock) until every plugin is loaded; the loading thread
+    itself may look losses up meanwhile (a plugin function calling `get`)."""
+    global _plugins_loaded, _plugins_loading
     if _plugins_loaded:
         return
     with _lock:
-        if _plugins_loaded:
+        if _plugins_loaded or _plugins_loading:
             return
-        _plugins_loaded = True
-        from importlib.metadata import entry_points
-        for entry in entry_points(group=ENTRY_POINT_GROUP):
-            try:
-                _register_plugin_object(entry.load())
-            except Exception as exc:  # a plugin must never break lossforge
-                warnings.warn(f"lossforge: the loss plugin {entry.name!r} ({entry.value}) failed to "
-                              f"load and was skipped: {type(exc).__name__}: {exc}",
-                              RuntimeWarning, stacklevel=3)
+        _plugins_loading = True
+        try:
+            from importlib.metadata import entry_points
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    _register_plugin_object(entry.load())
+                except Exception as exc:  # a plugin must never break lossforge
+                    _plugin_failures.append(f"{entry.name!r} ({entry.value}): "
+                                            f"{type(exc).__name__}: {exc}")
+                    warnings.warn(f"lossforge: the loss plugin {entry.name!r} ({entry.value}) "
+                                  f"failed to load and was skipped: {type(exc).__name__}: {exc}",
+                                  RuntimeWarning, stacklevel=3)
+        finally:
+            _plugins_loading = False
+            _plugins_loaded = True
 
 
 def _register_plugin_object(obj) -> None:

@@ -21,6 +21,7 @@ for the concatenation (weights only: the inputs are never copied for it).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -144,6 +145,7 @@ def _run_cpu(spec, prepared, kernel_params, segment: int, count: int, out: np.nd
     n = segment * count
     run = module.run_stacked if n >= kernels.PARALLEL_THRESHOLD else module.run_stacked_serial
     sums = np.zeros((count, 3))
-    kernels.call(run, y, p, weights_view(weights, loss_shape, kd), tuple(float(v) for v in kernel_params),
-                 segment, count, chunk, sums)
+    with kernels.parallel_launch() if n >= kernels.PARALLEL_THRESHOLD else contextlib.nullcontext():
+        kernels.call(run, y, p, weights_view(weights, loss_shape, kd),
+                     tuple(float(v) for v in kernel_params), segment, count, chunk, sums)
     out[:, :3] = sums

@@ -13,6 +13,7 @@ cannot be written, a temporary directory is used with one warning.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -28,7 +29,9 @@ import llvmlite
 import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
-from numba.core.errors import NumbaIRAssumptionWarning
+from numba.core.errors import NumbaError, NumbaIRAssumptionWarning
+
+from ..errors import FormulaError, LossforgeError
 
 __all__ = ["call", "loss_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
@@ -51,10 +54,37 @@ def call(kernel, *args):
     return kernel(*args)
 
 
+_launch_lock = threading.Lock()
+_layer_threadsafe: bool | None = None  # known after the first parallel launch
+
+
+@contextlib.contextmanager
+def parallel_launch():
+    """Hold around every launch of a ``parallel=True`` kernel.
+
+    numba's ``workqueue`` threading layer (its fallback where neither OpenMP nor TBB is found,
+    e.g. macOS wheels) is not thread-safe: two Python threads launching parallel kernels at
+    once abort the process ("Concurrent access has been detected"). Launches are serialised
+    until the first one reveals the layer, and from then on only under ``workqueue``; with
+    ``omp`` or ``tbb`` this is one global read per launch.
+    """
+    global _layer_threadsafe
+    if _layer_threadsafe:
+        yield
+        return
+    with _launch_lock:
+        yield
+        if _layer_threadsafe is None:
+            try:
+                _layer_threadsafe = numba.threading_layer() != "workqueue"
+            except ValueError:  # no parallel region has run yet
+                pass
+
+
 _compiling = threading.local()
 
 
-def _lock_compiles(dispatcher, lock: Path) -> None:
+def _lock_compiles(dispatcher, lock: Path, loss: str = "?", siblings=()) -> None:
     """Make ``dispatcher`` hold the file lock ``lock`` whenever it compiles or loads from the
     cache.
 
@@ -64,6 +94,11 @@ def _lock_compiles(dispatcher, lock: Path) -> None:
     never waits for another process compiling a different one. numba calls
     ``_compile_for_args`` only when no compiled signature matches a call, so a call of an
     already compiled signature costs nothing extra.
+
+    A formula numba cannot compile raises `FormulaError` naming ``loss`` (at its first use);
+    other losses are unaffected. A cache file numba cannot read (truncated, overwritten) is
+    never trusted: the caches of the module's dispatchers (``siblings``) are emptied, with one
+    warning, and the kernel compiled afresh.
     """
     compile_for_args = dispatcher._compile_for_args
 
@@ -76,11 +111,41 @@ def _lock_compiles(dispatcher, lock: Path) -> None:
                 # numba's pedantic scope check misreads the formulas inlined into prange loops
                 # (the compiled code is right: every loss is tested against float64 references)
                 warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
-                return compile_for_args(*args, **kwargs)
+                try:
+                    try:
+                        return compile_for_args(*args, **kwargs)
+                    except Exception as exc:  # noqa: BLE001 -- only cache reads are retried
+                        if not _raised_by_numba_cache(exc):
+                            raise
+                        warnings.warn(f"lossforge: a kernel cache file of loss {loss!r} in "
+                                      f"{lock.parent} could not be read ({type(exc).__name__}: "
+                                      f"{exc}); it is discarded and the kernel recompiled.",
+                                      RuntimeWarning, stacklevel=2)
+                        for d in siblings or (dispatcher,):
+                            if getattr(d, "_cache", None) is not None:
+                                d._cache.flush()
+                        return compile_for_args(*args, **kwargs)
+                except (NumbaError, AttributeError, NameError, TypeError, ValueError,
+                        KeyError, IndexError, NotImplementedError, AssertionError) as exc:
+                    # (numba raises some typing failures raw, e.g. AttributeError for an
+                    # unknown math.* function)
+                    if isinstance(exc, LossforgeError):
+                        raise
+                    raise FormulaError.from_numba(loss, exc) from None
         finally:
             _compiling.active = False
 
     dispatcher._compile_for_args = locked
+
+
+def _raised_by_numba_cache(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from reading numba's on-disk cache (numba.core.caching)."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace(os.sep, "/").endswith("numba/core/caching.py"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 class _file_lock:
@@ -143,7 +208,7 @@ def cache_directory() -> Path:
     return _directory
 
 
-def _load(module_name: str, source: str) -> ModuleType:
+def _load(module_name: str, source: str, loss: str = "?") -> ModuleType:
     """Write ``source`` as ``module_name.py`` in the cache directory (once) and import it."""
     path = cache_directory() / f"{module_name}.py"
     if not path.exists() or path.read_text() != source:
@@ -158,9 +223,9 @@ def _load(module_name: str, source: str) -> ModuleType:
     sys.modules[qualified] = module  # numba's cache needs to find the module while compiling
     spec.loader.exec_module(module)
     lock = path.parent / f".{module_name}.lock"
-    for value in vars(module).values():
-        if isinstance(value, Dispatcher):
-            _lock_compiles(value, lock)
+    dispatchers = [v for v in vars(module).values() if isinstance(v, Dispatcher)]
+    for value in dispatchers:
+        _lock_compiles(value, lock, loss, dispatchers)
     return module
 
 
@@ -278,7 +343,8 @@ def generated_module(spec, template: str, prefix: str = ""):
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
             source = head + _SLOT_BEGIN + _slot(spec, template) + _SLOT_END + tail
-            _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source)
+            _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source,
+                                  spec.name)
         return _modules[key]
 
 

@@ -69,12 +69,19 @@ class ObjectiveResult:
             return self
         return NotImplemented
 
+    def __reduce__(self):  # a mappingproxy does not pickle; results cross process pools
+        return (_result, (self.total, dict(self.components)))
+
     def as_dict(self) -> dict[str, float]:
         """``{"total": ..., "<name>": value, "<name>/weight": ..., "<name>/weighted": ...}``"""
         out = {"total": self.total}
         for c in self.components.values():
             out.update({c.name: c.value, f"{c.name}/weight": c.weight, f"{c.name}/weighted": c.weighted})
         return out
+
+
+def _result(total, components) -> ObjectiveResult:
+    return ObjectiveResult(total, MappingProxyType(components))
 
 
 class Objective:
@@ -95,6 +102,16 @@ class Objective:
         self._specs = {t.name: registry.get(t.loss) for t in config.terms}
         self.weighting = make_weighting(config.weighting, config.terms)
         self.tracker = Tracker()
+
+    def __getstate__(self) -> dict:
+        """Pickled (e.g. for a process pool) as its config, weighting and tracker; the losses'
+        specs, which hold compiled kernels, are looked up by name again when unpickled (a loss
+        registered at run time must be registered in the receiving process too)."""
+        return {k: v for k, v in self.__dict__.items() if k not in ("_specs", "_plans")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._specs = {t.name: registry.get(t.loss) for t in self.config.terms}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Objective":

@@ -26,6 +26,18 @@ class Tracker:
         self._epoch = 0
         self._step = 0
 
+    def __getstate__(self) -> dict:
+        """Pickles without its lock (an Objective crosses process pools with its tracker)."""
+        with self._lock:
+            state = dict(self.__dict__)
+            state["_records"] = list(self._records)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def epoch(self) -> int:
         """The current epoch (0-based); `end_epoch` advances it."""
