@@ -171,7 +171,22 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
         total = total * (1.0 - label_smoothing) + label_smoothing
         shifted = shifted * (1.0 - label_smoothing) + \
             _row_shifted_sum(xr, m) * (label_smoothing / k_count)
-    return lse * total + shifted
+    loss = lse * total + shifted
+    if loss != loss:  # NaN: maybe only inf * 0 of an infinite label at the max logit, which
+        return _row_nll_dot(zr, xr, m, lse, label_smoothing)  # TF's term-by-term sum has not
+    return loss
+
+
+def _row_nll_dot(z, x, m, lse, label_smoothing):
+    """``sum_k z'_k ((m - x_k) + lse)`` term by term (softmax_cross_entropy's NaN fallback)."""
+    k_count = x.shape[0]
+    s = 0.0
+    for k in range(k_count):
+        zk = float(z[k])
+        if label_smoothing > 0.0:
+            zk = zk * (1.0 - label_smoothing) + label_smoothing / k_count
+        s += zk * ((m - float(x[k])) + lse)
+    return s
 
 
 def _smoothed(zk, label_smoothing, k_count):
