@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .inputs import weights_view
+from .inputs import scalar_weight, weights_view
 from .reduction import LossState, Reduction, finalize
 
 __all__ = ["run", "prepare", "denominator", "DEVICES"]
@@ -45,7 +45,8 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        w = weights_view(weights, loss_shape, kd)
+        w = (scalar_weight(weights, kd) if weights.ndim == 0 and spec.kind == "elementwise"
+             else weights_view(weights, loss_shape, kd))
         if n >= kernels.PARALLEL_THRESHOLD:
             with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
                 sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, mode)

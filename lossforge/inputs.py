@@ -122,6 +122,19 @@ def _scalar_view(value: bytes, dtype: np.dtype, size: int) -> np.ndarray:
     return view
 
 
+@functools.lru_cache(maxsize=64)
+def _one_weight(value: bytes, dtype: np.dtype) -> np.ndarray:
+    array = np.frombuffer(value, dtype).copy()
+    array.flags.writeable = False
+    return array
+
+
+def scalar_weight(weights: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A 0-d weight as a read-only 1-element array of ``dtype`` (what the elementwise kernels
+    take for a scalar weight; cached by value, so a training loop allocates nothing)."""
+    return _one_weight(np.asarray(weights, dtype=dtype).tobytes(), np.dtype(dtype))
+
+
 def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     """A read-only 3-d view ``(A, M, I)`` of the broadcast weights over the flattened losses.
 

@@ -172,7 +172,7 @@ def test_user_losses_defined_in_main_are_cached_across_processes(tmp_path):
         spec = lossforge.registry.get("main_loss")
         v = float(spec(np.zeros(4), np.arange(4.0)))
         k = kernels.loss_kernels(spec)
-        print(json.dumps({"v": v, "hits": sum(k.run_serial._cache_hits.values())}))
+        print(json.dumps({"v": v, "hits": sum(k.serial_reduce._cache_hits.values())}))
     """
     env = {"LOSSFORGE_CACHE_DIR": str(tmp_path)}
     first, _ = _run(code, env)

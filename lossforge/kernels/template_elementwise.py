@@ -21,7 +21,8 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
 
-``w`` is the ``(A, M, I)`` broadcast view of the weights (`lossforge.inputs.weights_view`);
+``w`` is a scalar weight as a 1-element array, or else the ``(A, M, I)`` broadcast view of
+the weights (`lossforge.inputs.weights_view`);
 the driver returns ``(sum L*W, sum W, count W != 0)`` over the flat elements and writes ``L*W``
 to ``values`` (mode bit `VALUES`) and ``W dL/dp`` to ``grad`` (mode bit `GRAD`).
 """
@@ -74,17 +75,21 @@ def _count_nonzero(a):
 
 
 @njit(inline="always", error_model="numpy")
-def _block(yb, pb, wb, scalar, params, buf, gb, write_grad):
-    """Weighted losses of one block into ``buf``; their sum, the weights' sum and non-zero count."""
+def _block_scalar(yb, pb, wt, params, buf, gb, write_grad):
+    """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``buf``)."""
     n = pb.shape[0]
-    if scalar:  # every weight is wb[0], read once
-        wt = wb[0]
+    for i in range(n):
+        buf[i] = VALUE(yb[i], pb[i], params) * wt
+    if write_grad:
         for i in range(n):
-            buf[i] = VALUE(yb[i], pb[i], params) * wt
-        if write_grad:
-            for i in range(n):
-                gb[i] = wt * GRAD(yb[i], pb[i], params)
-        return _sum(buf[:n]), float64(wt) * n, float64(n) if wt != 0 else 0.0
+            gb[i] = wt * GRAD(yb[i], pb[i], params)
+    return _sum(buf[:n])
+
+
+@njit(inline="always", error_model="numpy")
+def _block_weights(yb, pb, wb, params, buf, gb, write_grad):
+    """``(sum L*W, sum W, count W != 0)`` over one block with weights ``wb``."""
+    n = pb.shape[0]
     for i in range(n):
         buf[i] = VALUE(yb[i], pb[i], params) * wb[i]
     if write_grad:
@@ -94,7 +99,23 @@ def _block(yb, pb, wb, scalar, params, buf, gb, write_grad):
 
 
 @njit(inline="always", error_model="numpy")
-def _pass_range_mode(y, p, w, params, start, stop, values, grad, write_values, write_grad):
+def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values, write_grad):
+    """Partial sums over flat elements [start, stop) that all have the weight ``w[0]``."""
+    scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
+    wt = w[0]
+    weighted = 0.0
+    for lo in range(start, stop, BLOCK):
+        hi = min(stop, lo + BLOCK)
+        buf = values[lo:hi] if write_values else scratch
+        gb = grad[lo:hi] if write_grad else grad
+        weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad)
+    n = stop - start
+    return weighted, float64(wt) * n, float64(n) if wt != 0 else 0.0
+
+
+@njit(inline="always", error_model="numpy")
+def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, write_grad):
+    """Partial sums over flat elements [start, stop) with the ``(A, M, I)`` weights view."""
     inner = w.shape[2]
     middle = w.shape[1]
     ia = start // (middle * inner)
@@ -117,11 +138,17 @@ def _pass_range_mode(y, p, w, params, start, stop, values, grad, write_values, w
             hi = j + e
             buf = values[lo:hi] if write_values else scratch
             gb = grad[lo:hi] if write_grad else grad
-            wb = row[ii + b:ii + e] if not scalar else row[ii:ii + 1]
-            a, c, d = _block(y[lo:hi], p[lo:hi], wb, scalar, params, buf, gb, write_grad)
-            weighted += a
-            weights += c
-            nonzero += d
+            if scalar:  # a broadcast run (per-sample weights): one weight, read once
+                wt = row[ii]
+                weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad)
+                weights += float64(wt) * (e - b)
+                nonzero += float64(e - b) if wt != 0 else 0.0
+            else:
+                a, c, d = _block_weights(y[lo:hi], p[lo:hi], row[ii + b:ii + e], params, buf, gb,
+                                         write_grad)
+                weighted += a
+                weights += c
+                nonzero += d
         j += run
         ii = 0
         im += 1
@@ -133,25 +160,35 @@ def _pass_range_mode(y, p, w, params, start, stop, values, grad, write_values, w
 
 # One compiled path per mode, each built on first use: a first call compiles only what it
 # needs (the value-only path), and constant flags let LLVM drop the stores a mode does not make.
+# ``w.ndim`` is a compile-time constant that numba prunes on, so a scalar weight (a 1-element
+# array) compiles only the scalar loops and a weights view only the general ones.
 
 @njit(cache=True, error_model="numpy")
 def _range_reduce(y, p, w, params, start, stop, values, grad):
-    return _pass_range_mode(y, p, w, params, start, stop, values, grad, False, False)
+    if w.ndim == 1:  # a scalar weight as a 1-element array
+        return _pass_scalar_weight(y, p, w, params, start, stop, values, grad, False, False)
+    return _pass_weights(y, p, w, params, start, stop, values, grad, False, False)
 
 
 @njit(cache=True, error_model="numpy")
 def _range_values(y, p, w, params, start, stop, values, grad):
-    return _pass_range_mode(y, p, w, params, start, stop, values, grad, True, False)
+    if w.ndim == 1:  # a scalar weight as a 1-element array
+        return _pass_scalar_weight(y, p, w, params, start, stop, values, grad, True, False)
+    return _pass_weights(y, p, w, params, start, stop, values, grad, True, False)
 
 
 @njit(cache=True, error_model="numpy")
 def _range_grad(y, p, w, params, start, stop, values, grad):
-    return _pass_range_mode(y, p, w, params, start, stop, values, grad, False, True)
+    if w.ndim == 1:  # a scalar weight as a 1-element array
+        return _pass_scalar_weight(y, p, w, params, start, stop, values, grad, False, True)
+    return _pass_weights(y, p, w, params, start, stop, values, grad, False, True)
 
 
 @njit(cache=True, error_model="numpy")
 def _range_values_grad(y, p, w, params, start, stop, values, grad):
-    return _pass_range_mode(y, p, w, params, start, stop, values, grad, True, True)
+    if w.ndim == 1:  # a scalar weight as a 1-element array
+        return _pass_scalar_weight(y, p, w, params, start, stop, values, grad, True, True)
+    return _pass_weights(y, p, w, params, start, stop, values, grad, True, True)
 
 
 @njit(inline="always", error_model="numpy")
