@@ -103,35 +103,50 @@ def test_term_states_are_a_lazy_tree():
     assert state.element_count == N * D and dtype == "float64"
 
 
-def test_readme_dask_example_runs(monkeypatch, tmp_path, capsys):
+#: A cluster whose workers die (killed, out of memory) leaves a computation waiting for
+#: workers forever: the cluster tests run in subprocesses under this limit instead.
+CLUSTER_TIMEOUT = 300
+
+
+def _run_script(args, cwd=None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run([sys.executable, *args], env=subprocess_env(), cwd=cwd,
+                              capture_output=True, text=True, timeout=CLUSTER_TIMEOUT)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{args} did not finish in {CLUSTER_TIMEOUT} s (did a Dask worker die?):\n"
+                    f"{(exc.stderr or b'')[-3000:]!r}")
+
+
+def test_readme_dask_example_runs_as_a_script(tmp_path):
     section = README.read_text().split("### Distributed: Dask")[1].split("\n## ")[0]
     blocks = re.findall(r"```py\n(.*?)```", section, flags=re.S)
-    assert blocks, "the README's Dask section has no runnable ```py example"
-    monkeypatch.chdir(tmp_path)
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), {"__name__": "__main__"})
-    out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("{'total': ") and float(out[1]) == pytest.approx(
-        eval(out[0])["total"], rel=1e-12)  # cluster and local scheduler agree
+    assert len(blocks) == 1, "the README's Dask section needs one runnable ```py example"
+    (tmp_path / "example.py").write_text(blocks[0])
+    out = _run_script([str(tmp_path / "example.py")], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-4000:]
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("{'total': ") and float(lines[1]) == pytest.approx(
+        eval(lines[0])["total"], rel=1e-12)  # cluster and local scheduler agree
 
 
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       host="127.0.0.1", dashboard_address=None)
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
-def _user_loss(y, p):  # a loss registered only in this (the client's) process
+def _user_loss(y, p):  # a loss registered only in the client's process
     return abs(p - y) ** 1.5
 
 
-def test_distributed_local_cluster_two_worker_processes(client):
-    assert len(client.scheduler_info()["workers"]) == 2
-    lossforge.register_loss("dask_user_loss", override=True)(_user_loss)
-    try:
+def test_distributed_local_cluster_two_worker_processes():
+    out = _run_script([__file__, "cluster"])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
+    assert out.stdout.strip().splitlines()[-1] == "cluster checks passed"
+
+
+def _cluster_checks() -> None:
+    """On a LocalCluster of 2 worker processes (loopback only): same result as in memory, the
+    kernels run on both workers where the chunks live, a user loss travels with the tasks."""
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+        lossforge.register_loss("dask_user_loss")(_user_loss)
         config = dict(CONFIG, terms=dict(CONFIG["terms"], user={
             "loss": "dask_user_loss", "inputs": {"labels": "y", "predictions": "p"}}))
         objective = lossforge.load_objective(config)
@@ -147,7 +162,7 @@ def test_distributed_local_cluster_two_worker_processes(client):
         batch = dict(zip(batch, dask.persist(*batch.values())))
         distributed.wait([v for v in batch.values() if isinstance(v, da.Array)])
         holders = {w for keys in client.who_has().values() for w in keys}
-        assert len(holders) == 2  # the data is spread over both workers
+        assert len(holders) == 2, holders  # the data is spread over both workers
         params = {"fc": np.eye(5)}
         with distributed.get_task_stream(client) as stream:
             result = lossforge.dask.evaluate(objective, batch, params)
@@ -157,10 +172,10 @@ def test_distributed_local_cluster_two_worker_processes(client):
         assert result["user"].value == pytest.approx(
             np.mean(np.abs(local["p"] - local["y"]) ** 1.5), rel=1e-12)
         tasks = [t for t in stream.data if "-chunk-" in str(t.get("key"))]
-        assert len(tasks) == 6 * (N // 125)  # one per term and chunk
-        assert len({t["worker"] for t in tasks}) == 2  # the kernels ran where the chunks live
-    finally:
-        lossforge.registry.unregister("dask_user_loss", missing_ok=True)
+        assert len(tasks) == 6 * (N // 125), len(tasks)  # one per term and chunk
+        workers = {t["worker"] for t in tasks}
+        assert len(workers) == 2, workers  # the kernels ran where the chunks live
+    print("cluster checks passed")
 
 
 def test_errors_name_the_argument():
@@ -204,3 +219,7 @@ def test_docstring_example():
     import doctest
     result = doctest.testmod(lossforge.dask, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted >= 3
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["cluster"]:
+    _cluster_checks()
