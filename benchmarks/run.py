@@ -221,6 +221,9 @@ def measure_case(case, size: int, peers, args, grad_size) -> tuple[dict, list[di
             _log(f"  !!! DISAGREEMENT: {name} gives {by[name].warm_value!r}, lossforge "
                  f"{lf.warm_value!r} (rel. diff {agreement[name]['rel_diff']:.2e})")
     fastest = min(peer_times, key=peer_times.get) if peer_times else None
+    calls = {p: by[p].best_call for p in peer_times}
+    fastest_call = min(calls, key=calls.get) if calls else None
+    floor_call = min(by["floor"].best_call, by["floor_serial"].best_call)
     row = {
         "loss": case.name, "group": case.group, "size": size, "shape": shape,
         "elements": elements, "bytes": set_bytes, "input_sets": nsets,
@@ -230,10 +233,15 @@ def measure_case(case, size: int, peers, args, grad_size) -> tuple[dict, list[di
         "speedup": peer_times[fastest] / lf.best if fastest else None,
         "gbps": set_bytes / lf.best / 1e9, "floor_gbps": set_bytes / floor_s / 1e9,
         "pct_floor": 100.0 * floor_s / lf.best,
+        "best_call": {"lossforge": lf.best_call, "floor": floor_call, **calls,
+                      "fastest_peer": fastest_call,
+                      "speedup": calls[fastest_call] / lf.best_call if fastest_call else None,
+                      "pct_floor": 100.0 * floor_call / lf.best_call},
         "value": lf.warm_value, "agreement": agreement,
         "peer_errors": {c.name: c.error for c in contestants if c.error},
         "peers_skipped": skipped,
         "rounds_s": {c.name: c.rounds for c in contestants},
+        "fastest_call_per_round_s": {c.name: c.fastest for c in contestants},
         "calls_per_round": {c.name: c.calls_per_round for c in contestants},
     }
     if timed_grad and by["value_and_grad"].error is None:

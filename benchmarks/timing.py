@@ -7,7 +7,7 @@ cycling through the input sets, each timed on its own: at least ``repeat`` of th
 for fast calls, until the round has lasted ~``round_time`` (a tiny call gets hundreds of
 samples). The round's figure is the median call (a call that the OS descheduled does not move
 it), less the timer's own cost; the reported time is the best round's figure: on a shared
-machine, load only ever adds time.
+machine, load only ever adds time. The fastest single call is kept too (`Contestant.best_call`).
 """
 from __future__ import annotations
 
@@ -45,10 +45,18 @@ class Contestant:
     error: str | None = None
     calls_per_round: int = 1
     rounds: list[float] = field(default_factory=list)
+    fastest: list[float] = field(default_factory=list)   # each round's fastest call
 
     @property
     def best(self) -> float | None:
+        """The best round's median call (the reported time)."""
         return min(self.rounds) if self.rounds else None
+
+    @property
+    def best_call(self) -> float | None:
+        """The fastest single call of all rounds: what the code costs when nothing else runs
+        (on a loaded machine a parallel call often waits a scheduler tick for its threads)."""
+        return min(self.fastest) if self.fastest else None
 
 
 def warm_up(c: Contestant, repeat: int, round_time: float) -> None:
@@ -89,3 +97,4 @@ def measure(contestants: list[Contestant], repeat: int, rounds: int,
                 call(i % n)
                 samples.append(clock() - t0)
             c.rounds.append(max(statistics.median(samples) - cost, 1e-9))
+            c.fastest.append(max(min(samples) - cost, 1e-9))
