@@ -145,7 +145,7 @@ def _prepare_sparse(spec, labels, predictions, weights, class_weights=None, igno
     check_weights_broadcast(w, lab.shape)
     out, kd = float_dtypes(x)
     rows = math.prod(lab.shape)
-    return Prepared(np.ascontiguousarray(lab, dtype=np.int64).reshape(rows),
+    return Prepared(for_kernel(lab, np.dtype(np.int64), (rows,)),
                     for_kernel(x, kd, (rows, x.shape[-1])), w, lab.shape, x.shape, out, kd)
 
 

@@ -54,9 +54,17 @@ def _float_dtypes(dtypes: tuple[np.dtype, ...]) -> tuple[np.dtype, np.dtype]:
 
 
 def for_kernel(array: np.ndarray, dtype: np.dtype, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """A C-contiguous array of ``dtype`` (reshaped to ``shape``), copying only when needed."""
+    """A read-only C-contiguous array of ``dtype`` (reshaped to ``shape``), copying only when
+    needed.
+
+    Always read-only (a view when no copy is made; the caller's array is untouched): numba
+    compiles a kernel per combination of its arguments' writeable flags, so read-only and
+    memory-mapped inputs would otherwise each cost their own compile of every kernel.
+    """
     out = np.ascontiguousarray(array, dtype=dtype)
-    return out if shape is None else out.reshape(shape)
+    out = out.view() if shape is None else out.reshape(shape)
+    out.flags.writeable = False
+    return out
 
 
 def check_same_shape(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
