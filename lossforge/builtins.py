@@ -117,10 +117,12 @@ def check_sparse_labels(labels: np.ndarray, logits: np.ndarray, ignore_index=Non
 
 
 def _sparse_inputs(labels, predictions, weights):
-    """Labels, logits and weights after TF's squeezing of trailing 1s (not yet range-checked)."""
+    """Labels, logits and weights after TF's squeezing of trailing 1s (not yet range-checked),
+    and the logits' shape as given (the gradient's shape)."""
     lab = as_array(labels, "labels")
     x = as_array(predictions, "logits")
     w = as_array(weights, "weights")
+    given = x.shape
     # TF's _remove_squeezable_dimensions(expected_rank_diff=1)
     if x.ndim - lab.ndim == 0 and lab.ndim and lab.shape[-1] == 1:
         lab = lab[..., 0]
@@ -132,7 +134,7 @@ def _sparse_inputs(labels, predictions, weights):
                 f"`weights` of shape {w.shape} has one dim more than `labels` {lab.shape}, so its "
                 f"last dim is squeezed, but that dim is {w.shape[-1]}, not 1.")
         w = w[..., 0]
-    return lab, x, w
+    return lab, x, w, given
 
 
 def _prepare_sparse(spec, labels, predictions, weights, class_weights=None, ignore_index=None,
@@ -140,13 +142,13 @@ def _prepare_sparse(spec, labels, predictions, weights, class_weights=None, igno
     """Integer labels of shape ``logits.shape[:-1]``, with TF's squeezing of trailing 1s."""
     _not_routed(spec, class_weights=class_weights, ignore_index=ignore_index,
                 label_smoothing=label_smoothing)
-    lab, x, w = _sparse_inputs(labels, predictions, weights)
+    lab, x, w, given = _sparse_inputs(labels, predictions, weights)
     check_sparse_labels(lab, x)
     check_weights_broadcast(w, lab.shape)
     out, kd = float_dtypes(x)
     rows = math.prod(lab.shape)
     return Prepared(for_kernel(lab, np.dtype(np.int64), (rows,)),
-                    for_kernel(x, kd, (rows, x.shape[-1])), w, lab.shape, x.shape, out, kd)
+                    for_kernel(x, kd, (rows, x.shape[-1])), w, lab.shape, given, out, kd)
 
 
 def _prepare_sparse_extended(spec, labels, predictions, weights, class_weights=None,
@@ -158,7 +160,7 @@ def _prepare_sparse_extended(spec, labels, predictions, weights, class_weights=N
     float64 with ignored ones set to -1 (their logits are never read), followed by the class
     weights (ones if None), which the label-smoothing term needs.
     """
-    lab, x, w = _sparse_inputs(labels, predictions, weights)
+    lab, x, w, given = _sparse_inputs(labels, predictions, weights)
     ignore_index = check_ignore_index(ignore_index)
     check_sparse_labels(lab, x, ignore_index)
     check_weights_broadcast(w, lab.shape)
@@ -176,7 +178,7 @@ def _prepare_sparse_extended(spec, labels, predictions, weights, class_weights=N
     packed = np.empty(rows + classes, dtype=np.float64)
     packed[:rows] = np.where(keep, lab, -1).reshape(rows)
     packed[rows:] = 1.0 if cw is None else cw
-    return Prepared(packed, for_kernel(x, kd, (rows, classes)), w, lab.shape, x.shape, out, kd)
+    return Prepared(packed, for_kernel(x, kd, (rows, classes)), w, lab.shape, given, out, kd)
 
 
 def _prepare_sigmoid(spec, labels, predictions, weights, pos_weight=None) -> Prepared:

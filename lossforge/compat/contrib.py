@@ -302,7 +302,8 @@ def softmax_cross_entropy(logits, onehot_labels, weights=1.0, label_smoothing=0,
             raise InvalidArgumentError(
                 f"softmax_cross_entropy: label smoothing divides by onehot_labels.shape[1], but "
                 f"`onehot_labels` has shape {z.shape}; pass [batch_size, num_classes] labels.")
-        onehot_labels = z * (1.0 - smoothing) + smoothing / z.shape[1]
+        if z.shape[1]:  # (no classes: nothing to smooth, and no division by zero)
+            onehot_labels = z * (1.0 - smoothing) + smoothing / z.shape[1]
     losses = core.softmax_cross_entropy(onehot_labels, logits, **_UNREDUCED)
     return _weighted_mean(losses, weights, scope or "softmax_cross_entropy_loss")
 
