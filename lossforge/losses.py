@@ -146,7 +146,7 @@ def softmax_cross_entropy(onehot_labels, logits, weights=1.0, label_smoothing=0,
       >>> logits = np.float32([[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]])
       >>> onehot = np.eye(3, dtype=np.float32)[[2, 1, 0, 0, 1]]
       >>> lossforge.losses.softmax_cross_entropy(onehot, logits)  # TF prints 0.0583602
-      np.float32(0.05836025)
+      np.float32(0.058360245)
     """
     return _loss(_SPECS["softmax_cross_entropy"], onehot_labels, logits, weights, scope,
                  loss_collection, reduction, "softmax_cross_entropy_loss",

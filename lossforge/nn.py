@@ -60,10 +60,14 @@ def softmax_cross_entropy_with_logits(labels, logits, axis=-1, name=None):
       >>> logits = [[1, 2, 7], [3, 5, 2], [6, 1, 3], [8, 2, 0], [3, 6, 1]]
       >>> onehot = np.eye(3)[[2, 1, 0, 0, 1]]
       >>> lossforge.nn.softmax_cross_entropy_with_logits(onehot, np.float32(logits))
-      array([0.00917448, 0.16984601, 0.05498524, 0.00281026, 0.05498524], dtype=float32)
+      array([0.00917448, 0.16984601, 0.05498523, 0.00281026, 0.05498523],
+            dtype=float32)
+      >>> lossforge.nn.softmax_cross_entropy_with_logits(onehot, np.float64(logits))
+      array([0.00917448, 0.16984602, 0.05498524, 0.00281026, 0.05498524])
 
-      TF prints ``[0.00917445, 0.16984604, 0.05498521, 0.00281022, 0.05498521]``: it reduces
-      in float32, lossforge in float64 (the exact values round to lossforge's).
+      TF prints ``[0.00917445, 0.16984604, 0.05498521, 0.00281022, 0.05498521]``: it sums each
+      row in float32; lossforge computes float32 logits' exps in float32 (within 1 ulp) and sums
+      them in float64, float64 logits wholly in float64.
     """
     z = as_array(labels, "labels")
     x = as_array(logits, "logits")

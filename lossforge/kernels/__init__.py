@@ -126,9 +126,10 @@ def _lock_compiles(dispatcher, lock: Path, loss: str = "?", siblings=()) -> None
                                 d._cache.flush()
                         return compile_for_args(*args, **kwargs)
                 except (NumbaError, AttributeError, NameError, TypeError, ValueError,
-                        KeyError, IndexError, NotImplementedError, AssertionError) as exc:
+                        KeyError, IndexError, NotImplementedError, AssertionError,
+                        ImportError) as exc:
                     # (numba raises some typing failures raw, e.g. AttributeError for an
-                    # unknown math.* function)
+                    # unknown math.* function, ImportError for np.linalg without scipy)
                     if isinstance(exc, LossforgeError):
                         raise
                     raise FormulaError.from_numba(loss, exc) from None
