@@ -196,7 +196,7 @@ def plot(results, path: Path) -> str | None:
         return "nothing to plot"
     cols = min(4, len(losses))
     nrows = math.ceil(len(losses) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), dpi=100, squeeze=False)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.2 * nrows), dpi=72, squeeze=False)
     styles = {"lossforge": dict(color="black", linewidth=2.2), "floor": dict(color="gray", linestyle="--")}
     names = {"floor": "read floor (numba sum)"}
     colors = {"numpy": "tab:blue", "torch": "tab:orange", "jax": "tab:green", "tensorflow": "tab:red"}
@@ -214,7 +214,7 @@ def plot(results, path: Path) -> str | None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(loss, fontsize=10)
-        ax.grid(alpha=0.3, which="both")
+        ax.grid(alpha=0.3)
         ax.set_xlabel("elements")
         ax.set_ylabel("GB/s (inputs read once)")
     for ax in list(axes.flat)[len(losses):]:
@@ -238,7 +238,7 @@ def readme_block(results, size: int = TARGET_SIZE) -> str:
     peers = _peer_names(results)
     grad = {g["loss"]: g for g in results.get("grad") or []}
     rows = [r for r in results["throughput"] if r["size"] == size]
-    lines = [f"`{meta['command']}` on {meta['cpu']} ({meta['cores']} cores, shared: load "
+    lines = [f"`{meta['command'].strip()}` on {meta['cpu']} ({meta['cores']} cores, shared: load "
              f"{meta['load_before']} before, {meta['load_after']} after), lossforge commit "
              f"{meta['commit']}, {meta['date'][:10]}; peers "
              + ", ".join(f"{LABELS[p]} {meta['peers'][p]}" for p in peers) + ". "

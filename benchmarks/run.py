@@ -287,6 +287,7 @@ def main(argv=None) -> int:
         else [peer_module.canonical(p) for p in args.peers.split(",") if p.strip()])
     started = time.perf_counter()
     load_before = _load()
+    commit = _git_commit()  # what is measured: the tree at the start (others may commit meanwhile)
     import lossforge
     import numba
     peers, skipped = peer_module.load(wanted if sections - {"coldstart"} else [])
@@ -319,9 +320,9 @@ def main(argv=None) -> int:
 
     results = {
         "meta": {
-            "lossforge": lossforge.__version__, "commit": _git_commit(),
+            "lossforge": lossforge.__version__, "commit": commit,
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "command": "python -m benchmarks.run " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": " ".join(["python -m benchmarks.run", *(sys.argv[1:] if argv is None else argv)]),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
             "cpu": _cpu(), "cores": os.cpu_count(), "threads": numba.config.NUMBA_NUM_THREADS,
             "peers": {p.name: p.version for p in peers},
