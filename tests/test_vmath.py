@@ -10,7 +10,6 @@ import math
 import numpy as np
 import pytest
 
-import lossforge
 from lossforge import formulas, registry
 
 vmath = pytest.importorskip("lossforge.kernels.vmath")  # imports numba

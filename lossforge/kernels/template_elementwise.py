@@ -27,7 +27,7 @@ the driver returns ``(sum L*W, sum W, count W != 0)`` over the flat elements and
 to ``values`` (mode bit `VALUES`) and ``W dL/dp`` to ``grad`` (mode bit `GRAD`).
 """
 import numpy as np
-from numba import float32, float64, njit, prange, types
+from numba import float32, float64, njit, prange, types  # noqa: F401 (float32, types: the slot)
 from numba.extending import overload
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
