@@ -25,6 +25,7 @@ first use.
 """
 from __future__ import annotations
 
+import types
 import uuid
 from collections.abc import Mapping
 
@@ -52,6 +53,8 @@ def _block_state(spec, params: dict, labels, predictions, weights, device: str, 
     """The (LossState, output dtype name) of one chunk (runs on a worker)."""
     from . import compute
     from .reduction import Reduction
+    if isinstance(spec, _Portable):  # not pickled: a local scheduler
+        spec = spec.spec
     try:
         prepared, kernel_params = compute.prepare(spec, labels, predictions, weights, dict(params),
                                                   device)
@@ -59,6 +62,30 @@ def _block_state(spec, params: dict, labels, predictions, weights, device: str, 
     except LossforgeError as exc:
         raise type(exc)(f"{where}: {exc}") from None
     return state, np.dtype(prepared.out_dtype).name
+
+
+class _Portable:
+    """A `LossSpec` as it travels to the workers: its fields and formulas, without what the
+    client process cached on it (its compiled kernel modules exist only in that process and
+    cannot be unpickled elsewhere). Unpickles as a `LossSpec` of the same class."""
+
+    def __init__(self, spec) -> None:
+        self.spec = spec
+
+    def __reduce__(self):
+        from .registry import LossSpec
+        state = {}
+        for key, value in vars(self.spec).items():
+            if isinstance(value, types.ModuleType):
+                continue  # a process-local cache (e.g. the spec's CPU kernel module)
+            state[key] = _Portable(value) if isinstance(value, LossSpec) else value
+        return _rebuild, (type(self.spec), state)
+
+
+def _rebuild(cls, state: dict):
+    spec = cls.__new__(cls)
+    spec.__dict__.update(state)
+    return spec
 
 
 def _merge(*parts):
@@ -135,8 +162,9 @@ def term_states(objective, batch, device: str = "cpu", split_every: int = 8) -> 
         # a fresh name per call: every evaluation computes (a cluster that still holds the
         # results of an identical earlier graph would otherwise hand those back)
         name = f"lossforge-{term.name}-{uuid.uuid4().hex[:16]}"
+        portable = _Portable(route)
         parts = [dask.delayed(_block_state, pure=True)(
-                     route, params, blocks[spec.inputs[0]][i], blocks[spec.inputs[1]][i],
+                     portable, params, blocks[spec.inputs[0]][i], blocks[spec.inputs[1]][i],
                      blocks["weights"][i] if "weights" in blocks else 1.0, device,
                      f"{where}, chunk {i}", dask_key_name=f"{name}-chunk-{i}")
                  for i in range(count)]
