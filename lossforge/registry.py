@@ -259,6 +259,11 @@ class LossSpec:
                                      device=device)
         return value, grad
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_cpu_kernels", None)  # compiled in this process (see compute.run): not data
+        return state
+
     def __repr__(self) -> str:
         params = ", ".join(f"{p.name}={p.default}" for p in self.params)
         return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"

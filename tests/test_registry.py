@@ -179,3 +179,12 @@ def test_user_losses_defined_in_main_are_cached_across_processes(tmp_path):
     second, _ = _run(code, env)
     assert first["v"] == second["v"] == pytest.approx(np.mean(np.sqrt(1 + np.arange(4.0) ** 2)))
     assert (first["hits"], second["hits"]) == (0, 1)
+
+
+def test_a_used_spec_pickles_without_its_compiled_kernels():
+    import pickle
+    spec = lossforge.registry.get("mean_squared_error")
+    assert spec([0.0, 1.0], [1.0, 1.0]) == 0.5  # compiles and caches the kernels on the spec
+    clone = pickle.loads(pickle.dumps(spec))
+    assert "_cpu_kernels" not in vars(clone) and "_cpu_kernels" in vars(spec)
+    assert clone([0.0, 1.0], [1.0, 3.0]) == pytest.approx(2.5)
