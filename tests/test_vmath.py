@@ -2,8 +2,8 @@
 
 Accuracy is measured against float64 libm in ulps over a strided sweep of all 2**32 float32
 bit patterns (every 8191st: ~520K inputs per function, each sign and exponent); the exhaustive
-sweep is ``python -m lossforge.kernels.vmath`` (max 0.83 / 1.01 / 1.44 / 1.33 ulp for log /
-exp / log1p / tanh when last run).
+sweep is ``python -m lossforge.kernels.vmath`` (max 0.83 / 1.01 / 1.44 / 1.33 / 2.48 ulp for
+log / exp / log1p / tanh / sinh when last run, no NaN/inf mismatch).
 """
 import math
 
@@ -14,7 +14,7 @@ from lossforge import formulas, registry
 
 vmath = pytest.importorskip("lossforge.kernels.vmath")  # imports numba
 
-ULP_BOUND = 3.0  # the issue asks for <= 4; the exhaustive sweep measured <= 2.1 (sinh)
+ULP_BOUND = 3.0  # the issue asks for <= 4; the exhaustive sweep measured <= 2.48 (sinh)
 
 
 @pytest.mark.parametrize("name", vmath.FUNCTIONS)

@@ -1,4 +1,4 @@
-"""float32 ``log``/``exp``/``log1p``/``tanh`` that LLVM can vectorise, and the `math` stand-in
+"""float32 ``log``/``exp``/``log1p``/``tanh``/``sinh`` that LLVM can vectorise, and the `math` stand-in
 through which float32 kernels see them.
 
 Numba's ``math.log``/``math.exp`` are scalar libm calls (PyPI's llvmlite has no SVML), so a
@@ -6,7 +6,8 @@ loop over them runs one element at a time: a float32 log loss was 10-20x slower 
 memory floor. These functions use only ``+ - * /``, fused multiply-adds, compares, selects and
 int32 bit manipulation, which LLVM turns into AVX2/AVX-512 lanes. They are Cephes' float32
 polynomials (range reduction by exponent bits, then a minimax polynomial); over every float32
-input they are within 2 ulp of float64 libm rounded to float32 (``tests/test_vmath.py``
+input they are within 1.44 ulp of float64 libm (sinh: 2.48 ulp), measured by the
+exhaustive sweep (``tests/test_vmath.py``
 sweeps them; ``python -m lossforge.kernels.vmath`` runs the exhaustive sweep over all 2**32
 inputs). NaN and +-inf give what libm gives.
 
