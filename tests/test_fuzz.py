@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import lossforge
-from lossforge import InvalidArgumentError, InvalidTypeError, LossforgeError, registry
+from lossforge import InvalidTypeError, LossforgeError, registry
 from lossforge.compat import contrib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
