@@ -666,19 +666,21 @@ def ref_loss(name, labels, predictions, weights, reduction, params, api="registr
         if problems:
             raise Invalid(problems)
         out, kd = out_kernel(x)
-        zz, xx = k64(z, kd), k64(x, kd)
-        if ls > 0:
-            zz = zz * (1 - ls) + 0.5 * ls
-        pwk = k64(pw, kd)
-        pwe = pwk[np.arange(x.size) % pwk.size].reshape(x.shape) if x.size else np.zeros(x.shape)
-        with np.errstate(all="ignore"):
+
+        def compute(m):  # (a row-wise formula: numba's float() keeps float32 inputs float32)
+            zz, xx = k64(z, kd, m), k64(x, kd, m)
+            if ls > 0:
+                zz = zz * m.type(1 - ls) + m.type(0.5 * ls)
+            pwk = k64(pw, kd, m)
+            pwe = (pwk[np.arange(x.size) % pwk.size].reshape(x.shape) if x.size
+                   else np.zeros(x.shape, m))
             tail = np.log1p(np.exp(-np.abs(xx)))
             sp_pos = np.maximum(xx, 0.0) + tail
             sp_neg = np.where(xx >= 0, 0.0, -xx) + tail
             sp_pos = np.where(np.isnan(xx), np.nan, sp_pos)
-            losses = (1.0 - zz) * sp_pos + pwe * zz * sp_neg
-            mag = (1.0 + np.abs(xx)) * (1.0 + np.abs(zz)) * (1.0 + pwe)
-        return reduce_expected(losses, mag, k64(w, kd), reduction or spec.reduction, out, kd)
+            return ((1.0 - zz) * sp_pos + pwe * zz * sp_neg,
+                    (1.0 + np.abs(xx)) * (1.0 + np.abs(zz)) * (1.0 + np.abs(pwe)))
+        return expected_both(spec, compute, k64(w, kd), reduction or spec.reduction, out, kd)
 
     if name == "softmax_cross_entropy":
         ls = ref_param(params.pop("label_smoothing", 0.0), "label_smoothing", problems)
@@ -776,25 +778,29 @@ def ref_loss(name, labels, predictions, weights, reduction, params, api="registr
             if cw is not None and k:
                 w_eff = w_eff * cw64[safe]
             w_eff = np.where(keep, w_eff, 0.0)
-        losses = np.zeros(lab.shape)
-        mag = np.ones(lab.shape)
-        if k and lab.size:
-            with np.errstate(all="ignore"):
-                m, lse = _log_softmax_parts(xx)
-                nll = lse - (xx - m)                       # [..., K]
-                nll_t = np.take_along_axis(nll, safe[..., None], axis=-1)[..., 0]
-                if ls > 0:
-                    wt = cw64[safe]
-                    s = np.sum(np.where(cw64 != 0, cw64 * nll, 0.0), axis=-1)
-                    v = (1 - ls) * nll_t + (ls / k) * (s / np.where(wt == 0, 1.0, wt))
-                    v = np.where(wt == 0, 0.0, v)
-                else:
-                    v = nll_t
-                losses = np.where(keep, v, 0.0)
-                mag = (np.max(np.abs(np.where(np.isfinite(xx), xx, 0.0)), axis=-1) + 1.0) * (
-                    1.0 + np.sum(np.abs(cw64)) / np.maximum(np.abs(cw64[safe]), 1e-300)
-                    if ls > 0 else 1.0)
-        return reduce_expected(losses, mag, k64(w_eff, kd), reduction or spec.reduction, out, kd)
+        def compute(math_dtype):  # (the logits' row math may be float32: numba's float())
+            losses = np.zeros(lab.shape)
+            mag = np.ones(lab.shape)
+            if not (k and lab.size):
+                return losses, mag
+            xm = k64(x, kd, math_dtype)
+            m, lse = _log_softmax_parts(xm)
+            nll = (lse - (xm - m)).astype(F64)                       # [..., K]
+            nll_t = np.take_along_axis(nll, safe[..., None], axis=-1)[..., 0]
+            if ls > 0:
+                wt = cw64[safe]
+                s = np.sum(np.where(cw64 != 0, cw64 * nll, 0.0), axis=-1)
+                v = (1 - ls) * nll_t + (ls / k) * (s / np.where(wt == 0, 1.0, wt))
+                v = np.where(wt == 0, 0.0, v)
+            else:
+                v = nll_t
+            losses = np.where(keep, v, 0.0)
+            mag = (np.max(np.abs(np.where(np.isfinite(xx), xx, 0.0)), axis=-1) + 1.0) * (
+                1.0 + np.sum(np.abs(cw64)) / np.maximum(np.abs(cw64[safe]), 1e-300)
+                if ls > 0 else 1.0)
+            return losses, mag
+        return expected_both(spec.extended, compute, k64(w_eff, kd), reduction or spec.reduction,
+                             out, kd)
 
     if name == "cosine_distance":
         axis, dim = params.pop("axis", None), params.pop("dim", None)
@@ -1297,7 +1303,7 @@ def _d_elementwise(name, y, p, params):
         t = y / (p + eps)
         return np.where(y == 0, 1.0, 1 - t), 1 + np.abs(t), (y == 0) | (p + eps > 0)
     if name == "kl_divergence":
-        return np.where(y == 0, 0.0, -y / p), np.abs(y / p), (y == 0) | ((p > 0) & (y > 0))
+        return np.where(y == 0, 0.0 * p, -y / p), np.abs(y / p), (y == 0) | ((p > 0) & (y > 0))
     return None
 
 
@@ -1684,20 +1690,20 @@ def _contrib_reference(base, labels, predictions, weights, params, extra):
     if base == "softmax_cross_entropy":
         ls = ref_param(core_params.pop("label_smoothing", 0.0), "label_smoothing", problems)
         z = ref_array(labels, "onehot_labels", problems)
+        if ls is not None and ls > 0 and z is not None and z.ndim < 2:
+            problems.add("onehot_labels")  # smoothing divides by shape[1]
         if problems:
             raise invalid(problems)
-        if ls > 0:
-            if z.ndim < 2:
-                raise invalid({"onehot_labels"})
-            if z.shape[1]:
-                labels = z * (1.0 - ls) + ls / z.shape[1]
+        if ls > 0 and z.shape[1]:
+            labels = z * (1.0 - ls) + ls / z.shape[1]
     if base == "sparse_softmax_cross_entropy":
         lab = ref_array(labels, "labels", problems)
         if lab is not None and (lab.ndim == 0 or lab.size != lab.shape[0]):
             problems.add("labels")
+        elif lab is not None:
+            labels = lab.reshape(lab.shape[0])  # contrib's reshape to [batch_size] comes first
         if problems:
             raise invalid(problems)
-        labels = lab.reshape(lab.shape[0])
     try:
         exp = ref_loss(loss_name, labels, predictions, 1.0, Reduction.NONE, core_params,
                        api="contrib")
@@ -2217,14 +2223,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=int(os.environ.get("LOSSFORGE_FUZZ_SEED", 0)))
     parser.add_argument("--targets", default="", help="a regex selecting targets")
     parser.add_argument("--report", default="")
-    parser.add_argument("--memory-gb", type=float, default=6.0,
-                        help="address-space limit: a memory blow-up becomes a MemoryError")
+    parser.add_argument("--memory-gb", type=float, default=8.0,
+                        help="data-segment limit (RLIMIT_DATA: heap and private writable "
+                             "mappings): a memory blow-up becomes a MemoryError")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", RuntimeWarning)  # hostile values overflow the references too
     try:
         import resource
         limit = int(args.memory_gb * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))  # (not RLIMIT_AS: thread
+        # stacks and malloc arenas reserve far more address space than they use)
     except (ImportError, ValueError, OSError):
         pass
     targets = all_targets()
