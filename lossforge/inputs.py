@@ -125,8 +125,8 @@ def _scalar_view(value: bytes, dtype: np.dtype, size: int) -> np.ndarray:
     """A read-only ``(1, 1, size)`` view of one weight (its bytes: -0.0 and NaNs stay
     themselves), all strides 0; cached, as a training loop passes the same scalar weight with
     the same shapes on every step."""
-    view = np.ndarray((1, 1, size), dtype, np.frombuffer(value, dtype).copy(), 0, (0, 0, 0))
-    view.flags.writeable = False
+    view = np.ndarray((1, 1, size), dtype, _one_weight(value, dtype), 0, (0, 0, 0))
+    view.flags.writeable = False  # (already read-only through its buffer; said for clarity)
     return view
 
 
