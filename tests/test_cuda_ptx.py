@@ -114,3 +114,25 @@ def test_gpu_check_usage_errors():
                          env=subprocess_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True,
                          text=True, timeout=TIMEOUT)
     assert out.returncode == 1 and "simulator is enabled" in out.stderr
+
+
+def test_kernels_compile_under_a_numpy_without_row_stack():
+    """NumPy 2.5 removed ``np.row_stack``, whose overload numba-cuda 0.30 registers during the
+    first compile: on an H100 with NumPy 2.5.2 every kernel failed with an AttributeError.
+    The alias is removed here as NumPy 2.5 does, and a kernel must still compile."""
+    code = textwrap.dedent("""
+        import json
+        import numpy as np
+        if hasattr(np, "row_stack"):
+            del np.row_stack  # as in NumPy >= 2.5
+        from lossforge import registry
+        from lossforge.kernels import cuda
+        results = cuda.check_ptx(ccs=((9, 0),), specs=[registry.get("mean_squared_error")],
+                                 dtypes=(np.float32,), support=False, resources=False)
+        print(json.dumps([[r["kernel"], r["ok"]] for r in results]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True,
+                         text=True, timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    assert results and all(ok is True for _, ok in results), results

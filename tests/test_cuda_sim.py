@@ -164,9 +164,12 @@ def _make_simulator_shared_arrays_atomic() -> None:
     kernelapi.FakeCUDAShared.array = array
 
 
-def _worker(shard: int, shards: int) -> None:
-    sys.setswitchinterval(5e-4)  # the simulator's block manager polls its threads: switch often
-    _make_simulator_shared_arrays_atomic()
+def _worker(shard: int, shards: int, gpu: bool = False) -> None:
+    """Check one shard of the registry; ``gpu``: on a real GPU (``test_cuda_gpu.py``), which adds
+    large inputs at the default launch configuration."""
+    if not gpu:
+        sys.setswitchinterval(5e-4)  # the simulator's block manager polls its threads: switch often
+        _make_simulator_shared_arrays_atomic()
     import numba
     from numba import cuda
 
@@ -174,7 +177,11 @@ def _worker(shard: int, shards: int) -> None:
     from lossforge import Reduction, registry
     from lossforge.kernels import cuda as kc
 
-    assert kc.SIMULATOR and cuda.compile_ptx is None
+    if gpu:
+        assert not kc.SIMULATOR and cuda.is_available()
+    else:
+        assert kc.SIMULATOR and cuda.compile_ptx is None
+    defaults = kc.configure()
     lossforge.register_loss("sim_user_pseudo_huber", params={"delta": 1.5},
                             grad=_user_pseudo_huber_grad)(_user_pseudo_huber)
     kc.configure(threads=8, blocks=2)
@@ -289,6 +296,20 @@ def _worker(shard: int, shards: int) -> None:
         check(spec, "3 blocks of 32 threads", y, p, full, Reduction.SUM_BY_NONZERO_WEIGHTS, kw,
               has_grad)
         kc.configure(*previous)
+        if gpu:  # many blocks of the default launch, each reducing thousands of elements
+            previous = kc.configure(*defaults)
+            yb, pb, kwb = spec.example_inputs(rng, 20_000, 50)
+            yb, pb = np.asarray(yb), np.asarray(pb)
+            big_shape = np.shape(spec(yb, pb, reduction=Reduction.NONE, **kwb))
+            wb = rng.uniform(0.5, 2.0, big_shape) * (rng.random(big_shape) > 0.2)
+            for reduction in (Reduction.SUM_BY_NONZERO_WEIGHTS, Reduction.NONE):
+                check(spec, f"{yb.size} elements, default launch, {reduction.name}", yb, pb, wb,
+                      reduction, kwb, has_grad)
+            big32 = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in (yb, pb)]
+            check(spec, f"{yb.size} float32 elements on the device, default launch",
+                  *(cuda.to_device(a) for a in big32), 1.0, Reduction.MEAN, kwb, has_grad,
+                  rtol=1e-5, cpu_inputs=(*big32, 1.0))
+            kc.configure(*previous)
         for kd in ("float32", "float64"):  # what gpu-check compiles is what every call launched
             launched = launches.get((spec.name, kd))
             compiled = kc.loss_signature(spec, np.dtype(kd))
@@ -320,9 +341,11 @@ def _worker(shard: int, shards: int) -> None:
               cpu_inputs=(labels, logits, w))
         check(sparse, "empty rows", np.zeros(0, np.int64), np.zeros((0, 5)), 1.0, Reduction.MEAN,
               {})
-        bad = np.arange(6).reshape(2, 3).T  # a transposed (non-contiguous) device array
+        # a strided (non-contiguous) device view; not `.T`: a real GPU's 2-D transpose is a
+        # contiguous copy made by a kernel (the simulator's is a view)
+        strided = cuda.to_device(np.arange(12.0).reshape(3, 4))[:, ::2]
         try:
-            mse(cuda.to_device(np.ascontiguousarray(bad)).T, np.ones((3, 2)).T, device="cuda")
+            mse(strided, np.ones((3, 2)), device="cuda")
             failures.append("a non-contiguous device array was accepted")
         except lossforge.InvalidArgumentError as exc:
             if "non-contiguous" not in str(exc):
@@ -332,19 +355,18 @@ def _worker(shard: int, shards: int) -> None:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    _worker(int(sys.argv[2]), int(sys.argv[3]))
+    _worker(int(sys.argv[2]), int(sys.argv[3]), gpu=sys.argv[4:5] == ["gpu"])
 
 
-@needs_numba_cuda
-def test_objective_on_cuda_matches_cpu_under_the_simulator():
+def check_objective_on_cuda(env: dict, launch: str) -> None:
     """`objective(batch, device="cuda")` runs every term's CUDA kernel: same components as CPU;
-    the TF-API functions take ``device="cuda"`` too."""
+    the TF-API functions take ``device="cuda"`` too. ``launch``: a `configure` call."""
     code = """
         import json, os
         import numpy as np
         import lossforge
         from lossforge.kernels import cuda
-        cuda.configure(8, 2)
+        cuda.%s
         objective = lossforge.load_objective(os.path.join(%r, "configs", "scene_depth_pose.yaml"))
         batch, params = objective.example_batch(seed=3, batch_size=4, classes=5)
         cpu = objective(batch, params).as_dict()
@@ -362,13 +384,17 @@ def test_objective_on_cuda_matches_cpu_under_the_simulator():
         print(json.dumps({"cpu": cpu, "gpu": gpu,
                           "grad_err": max(float(np.max(np.abs(np.asarray(grads[k]) - cpu_grads[k])))
                                           for k in cpu_grads)}))
-    """ % ROOT
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                         env=subprocess_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
-                         timeout=TIMEOUT)
+    """ % (launch, ROOT)
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                         capture_output=True, text=True, timeout=TIMEOUT)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["cpu"].keys() == got["gpu"].keys()
     for key, value in got["cpu"].items():  # the components, and two TF-API functions
         assert got["gpu"][key] == pytest.approx(value, rel=1e-9), key
     assert got["grad_err"] < 1e-9
+
+
+@needs_numba_cuda
+def test_objective_on_cuda_matches_cpu_under_the_simulator():
+    check_objective_on_cuda(subprocess_env(NUMBA_ENABLE_CUDASIM="1"), "configure(8, 2)")

@@ -269,15 +269,17 @@ def test_every_registered_loss_stacked_kernel_compiles_to_ptx():
                r["ptx_version"] for r in results), [r for r in results if r["ok"] is not True]
 
 
-def _simulator_worker() -> None:
-    sys.setswitchinterval(5e-4)
-    from test_cuda_sim import _make_simulator_shared_arrays_atomic
-    _make_simulator_shared_arrays_atomic()
+def _simulator_worker(gpu: bool = False) -> None:
+    """The stacked CUDA kernel against the CPU; ``gpu``: on a real GPU (``test_cuda_gpu.py``)."""
+    if not gpu:
+        sys.setswitchinterval(5e-4)
+        from test_cuda_sim import _make_simulator_shared_arrays_atomic
+        _make_simulator_shared_arrays_atomic()
     import numba
     from lossforge import registry, stacked as st
     from lossforge.kernels import cuda as kc
     from lossforge.kernels import cuda_stacked as kcs
-    assert kc.SIMULATOR
+    assert kc.SIMULATOR != gpu
     failures, launches, losses = [], [], set()
     cases = 0
 
@@ -334,6 +336,13 @@ def _simulator_worker() -> None:
     gpu = objective.evaluate_stacked(batch, device="cuda")
     if not np.allclose(gpu.total, cpu.total, rtol=1e-9):
         failures.append(f"objective: cpu {cpu.total} vs gpu {gpu.total}")
+    if gpu:  # the default launch over large batches
+        kc.configure(threads=256, blocks=1024)
+        yb, pb = rng.normal(size=(64, 2000, 50)), rng.normal(size=(64, 2000, 50))
+        check("mean_squared_error", yb, pb, rng.random((64, 2000, 1)))
+        check("log_loss", rng.random((16, 100_000)), rng.uniform(0.01, 0.99, (16, 100_000)))
+        check("sparse_softmax_cross_entropy", rng.integers(0, 100, (32, 4000)),
+              rng.normal(size=(32, 4000, 100)).astype(np.float32), 1.0, rtol=1e-5)
     print(json.dumps({"failures": failures, "cases": cases, "launches": len(launches),
                       "losses": sorted(losses)}))
 
@@ -351,7 +360,7 @@ def _ptx_worker(dtype: str) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "simulator":
-        _simulator_worker()
+    if sys.argv[1] in ("simulator", "gpu"):
+        _simulator_worker(gpu=sys.argv[1] == "gpu")
     elif sys.argv[1] == "ptx":
         _ptx_worker(sys.argv[2])

@@ -98,7 +98,21 @@ def _require_numba_cuda() -> None:
             f"numba-cuda package, which is not installed: {INSTALL_HINT}.") from None
 
 
+def _restore_numpy_row_stack() -> None:
+    """Let numba-cuda 0.30 compile under NumPy >= 2.5.
+
+    numba-cuda (0.30.4) registers an overload for ``np.row_stack`` when its array module is
+    imported during the first compile; NumPy 2.5 removed that alias of ``np.vstack``, so every
+    compile failed with "module 'numpy' has no attribute 'row_stack'" (seen on an H100 with
+    NumPy 2.5.2). numba 0.68.1 guards the line; numba-cuda does not yet, so the alias is put
+    back, pointing at ``np.vstack`` exactly as in NumPy < 2.5.
+    """
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+
+
 _require_numba_cuda()
+_restore_numpy_row_stack()
 
 import numba  # noqa: E402
 from numba import cuda, float64  # noqa: E402
