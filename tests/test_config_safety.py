@@ -1,7 +1,7 @@
 """Configs are data, never code: safe YAML only, includes confined, env vars required, and huge
 or hostile configs refused quickly (issue 7)."""
 import os
-import time
+import tracemalloc
 
 import pytest
 
@@ -178,7 +178,7 @@ def test_environment_values_are_data_too(monkeypatch, tmp_path):
     assert lossforge.load_objective(f"name: ${{LF_BOMB}}\n{TERM}").name == "[" * 5000
 
 
-# --- huge and hostile configs: refused quickly, before building anything -------------------------
+# --- huge and hostile configs: refused before building anything ---------------------------------
 
 def _billion_laughs(levels=9, width=9):
     lines = ["x-a0: &a0 [" + ", ".join(["lol"] * width) + "]"]
@@ -203,17 +203,23 @@ HOSTILE = {
 
 @pytest.mark.parametrize("source", ["text", "file"])
 @pytest.mark.parametrize("case", HOSTILE)
-def test_hostile_configs_are_refused_quickly(tmp_path, case, source):
+def test_hostile_configs_are_refused_in_bounded_memory(tmp_path, case, source):
     text, message = HOSTILE[case]
     target = text
     if source == "file":
         target = tmp_path / "hostile.yaml"
         target.write_text(text)
-    start = time.perf_counter()
-    with pytest.raises(ConfigError, match=message):
-        lossforge.load_objective(target)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 2.0, f"{case}: {elapsed:.2f} s"  # measured 0.2-240 ms on one core
+    # refused before anything is expanded or built: bounded memory, not wall time (timed
+    # assertions flake on shared machines; speed belongs in benchmarks/). Peaks measured:
+    # 0.002-0.9 MB; the billion laughs expanded would need gigabytes.
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfigError, match=message):
+            lossforge.load_objective(target)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"{case}: peak {peak / 1e6:.1f} MB allocated while refusing it"
 
 
 def test_hostile_included_file_is_refused_too(tmp_path):
