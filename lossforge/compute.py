@@ -8,10 +8,11 @@ import math
 
 import numpy as np
 
-from .inputs import scalar_weight, weights_view
+from .inputs import (as_array, check_weights_broadcast, float_dtypes, for_kernel, scalar_weight,
+                     weights_view)
 from .reduction import LossState, Reduction, finalize
 
-__all__ = ["run", "prepare", "denominator", "DEVICES"]
+__all__ = ["run", "run_small", "prepare", "denominator", "DEVICES", "SCALAR_REDUCTIONS"]
 
 _VALUES, _GRAD = 1, 2  # the template's mode bits
 
@@ -91,6 +92,120 @@ def _unused(dtype: np.dtype, ndim: int) -> np.ndarray:
     if array is None:
         array = _empty[key] = np.empty((0,) * ndim, dtype=dtype)
     return array
+
+
+# --- the small-input fast path ----------------------------------------------------------------
+
+_SUM, _MEAN, _OVER_SIZE, _BY_NONZERO = range(4)
+
+#: The scalar reductions, as members and as TF's string values, -> their finalize code in
+#: `run_small` (``Reduction.NONE`` is not here: it returns the weighted losses).
+SCALAR_REDUCTIONS: dict = {}
+for _member, _code in ((Reduction.SUM, _SUM), (Reduction.MEAN, _MEAN),
+                       (Reduction.SUM_OVER_BATCH_SIZE, _OVER_SIZE),
+                       (Reduction.SUM_BY_NONZERO_WEIGHTS, _BY_NONZERO)):
+    SCALAR_REDUCTIONS[_member] = SCALAR_REDUCTIONS[_member.value] = _code
+del _member, _code
+
+_ndarray = np.ndarray
+_set_flags = np.ndarray.setflags
+_NUMERIC_KINDS = "biuf"
+# (labels dtype, predictions dtype, whether only the logits decide) -> (output dtype, kernel
+# dtype, whether the labels need a cast, whether the predictions do), or None for a dtype
+# that `as_array` refuses. Values are immutable: threads may share and replace them freely.
+_dtype_plans: dict = {}
+# (kernel dtype, float weight) -> the weight as a read-only 1-element array; only non-zero,
+# non-NaN floats, whose value determines their bytes (0.0 == -0.0; a NaN equals nothing)
+_float_weights: dict = {}
+_PLANS_MAX = 256  # each cache is emptied when it reaches this size (bounded memory)
+
+
+def _dtype_plan(key):
+    y_dtype, p_dtype, logits = key
+    if y_dtype.kind not in _NUMERIC_KINDS or p_dtype.kind not in _NUMERIC_KINDS:
+        plan = None
+    else:
+        arrays = (np.empty(0, p_dtype),) if logits else (np.empty(0, y_dtype), np.empty(0, p_dtype))
+        out, kd = float_dtypes(*arrays)
+        plan = (out, kd, y_dtype != kd, p_dtype != kd)
+    if len(_dtype_plans) >= _PLANS_MAX:
+        _dtype_plans.clear()
+    _dtype_plans[key] = plan
+    return plan
+
+
+def _float_weight(weights: float, kd: np.dtype) -> np.ndarray:
+    w = scalar_weight(np.asarray(weights), kd)
+    if weights == weights and weights != 0:
+        if len(_float_weights) >= _PLANS_MAX:
+            _float_weights.clear()
+        _float_weights[(kd, weights)] = w
+    return w
+
+
+def run_small(spec, labels, predictions, weights, code: int, params: tuple):
+    """``(value, (weighted_sum, weight_sum, nonzero_count), element_count)`` of an elementwise
+    ``spec`` whose ``prepare`` is `registry.prepare_elementwise` (the caller checks that),
+    reduced by the `SCALAR_REDUCTIONS` code ``code``, with the checked kernel ``params``; or
+    None when the call is not a small one on two ndarrays: the general path (`prepare`,
+    `run`) computes it.
+
+    The same conversions, kernel and finalisation as the general path, hence the same bits;
+    what a small call is spared is generality: dtype resolution (cached per dtype pair),
+    named tuples, the `LossState` and conversions of arrays that need none. Anything unusual
+    (other array types, dtypes `as_array` refuses, different shapes, empty inputs or inputs
+    for the parallel kernels) returns None before any work, so the general path raises its
+    own errors in its own order; bad ``weights`` raise here, with the general path's
+    messages, as the general path also checks them after the inputs.
+    """
+    if type(labels) is not _ndarray or type(predictions) is not _ndarray or \
+            spec.kind != "elementwise":
+        return None
+    shape = labels.shape
+    if shape != predictions.shape:
+        return None
+    key = (labels.dtype, predictions.dtype, spec.inputs[1] == "logits")
+    plan = _dtype_plans.get(key, False)
+    if plan is False:
+        plan = _dtype_plan(key)
+    n = labels.size
+    kernels = _kernels_module  # None until the general path's first computation imports it
+    if plan is None or n == 0 or kernels is None or n >= kernels.PARALLEL_THRESHOLD:
+        return None
+    out, kd, cast_y, cast_p = plan
+    if cast_y:
+        y = for_kernel(labels, kd, (n,))
+    else:
+        y = labels.ravel()  # a view when C-contiguous, else the C-order copy for_kernel makes
+        _set_flags(y, False)
+    if cast_p:
+        p = for_kernel(predictions, kd, (n,))
+    else:
+        p = predictions.ravel()
+        _set_flags(p, False)
+    if type(weights) is float:
+        w = _float_weights.get((kd, weights))
+        if w is None:
+            w = _float_weight(weights, kd)
+    else:
+        w = as_array(weights, "weights")
+        check_weights_broadcast(w, shape)
+        w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
+    k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
+    unused = _empty.get((kd, 1))
+    if unused is None:
+        unused = _unused(kd, 1)
+    sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
+    s, ws, nz = sums
+    if code == _BY_NONZERO:  # finalize's div_no_nan, without its LossState
+        value = 0.0 if nz == 0 else s / nz
+    elif code == _SUM:
+        value = s
+    elif code == _MEAN:
+        value = 0.0 if ws == 0 else s / ws
+    else:
+        value = s / float(n)  # n > 0
+    return out.type(value), sums, n
 
 
 # --- devices -------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from .builtins import BUILTINS, WEIGHTED_INPUT
-from .collection import (LOSSES, add_loss, get_losses, get_regularization_loss,
+from .collection import (LOSSES, active_collection, add_loss, get_losses, get_regularization_loss,
                          get_regularization_losses, get_total_loss)
 from .inputs import as_array, check_weights_broadcast
 from .reduction import Reduction, resolve_reduction
@@ -53,7 +53,9 @@ def _loss(spec, labels, predictions, weights, scope, loss_collection, reduction,
     """``spec``'s weighted, reduced value, added to ``loss_collection`` as ``"<scope>/value"``."""
     reduction = resolve_reduction(reduction)
     result = spec(labels, predictions, weights, reduction, device=device, **params)
-    add_loss(result, loss_collection, name=f"{scope or default_scope}/value")
+    scope = scope or default_scope
+    if active_collection() is not None:  # (add_loss does nothing outside a collection)
+        add_loss(result, loss_collection, name=f"{scope}/value")
     return result
 
 

@@ -41,6 +41,8 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from . import compute
+from .compute import SCALAR_REDUCTIONS
 from .errors import InvalidArgumentError, InvalidTypeError, LossforgeError
 from .inputs import (as_array, as_float_param, check_same_shape, check_weights_broadcast,
                      float_dtypes, for_kernel)
@@ -234,10 +236,45 @@ class LossSpec:
         ``device="cuda"`` computes it with the loss's CUDA kernels (``lossforge[cuda]``); inputs
         may then be device arrays (see `lossforge.kernels.cuda`).
         """
-        compute = _compute()
-        reduction = self.reduction if reduction is None else resolve_reduction(reduction)
+        if reduction is None:
+            reduction = self.reduction
+        # the fast path of small calls: a scalar reduction on the CPU, two ndarray inputs
+        code = SCALAR_REDUCTIONS.get(reduction) if type(reduction) in _REDUCTION_TYPES else None
+        if code is not None and self.prepare is prepare_elementwise and \
+                type(device) is str and device == "cpu":
+            kernel_params = None
+            cached = self.__dict__.get("_params_cache")
+            if cached is not None and cached[0] is self.params:
+                if not params:
+                    kernel_params = cached[1].get(())
+                elif _all_floats(params.values()):  # (True == 1.0: only floats may hit)
+                    kernel_params = cached[1].get(tuple(params.items()))
+            if kernel_params is None:
+                kernel_params = self._fast_params(params)
+            result = compute.run_small(self, labels, predictions, weights, code, kernel_params)
+            if result is not None:
+                return result[0]
+        reduction = resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         return compute.run(self, prepared, kernel_params, reduction, device=device)[0]
+
+    def _fast_params(self, params: dict) -> tuple[float, ...]:
+        """The kernel parameters of a call (`resolve_call`'s, which raises the errors), cached
+        per spec (in ``_params_cache``, under ``tuple(params.items())``) when the call gives no
+        parameters or only non-zero, non-NaN Python floats: such values determine their
+        checked floats, and no other value can hit their key (True == 1 == 1.0, 0.0 == -0.0,
+        a NaN equals nothing). A spec whose ``params`` are replaced starts a fresh cache."""
+        key = tuple(params.items())
+        for _, value in key:
+            if type(value) is not float:  # e.g. a bool, int or numpy scalar: not cached
+                return self.resolve_call(params)[0]
+        kernel_params = self.resolve_call(params)[0]
+        if all(v == v and v != 0 for _, v in key):
+            cached = self.__dict__.get("_params_cache")
+            if cached is None or cached[0] is not self.params or len(cached[1]) >= 64:
+                cached = self.__dict__["_params_cache"] = (self.params, {})
+            cached[1][key] = kernel_params
+        return kernel_params
 
     def value_and_grad(self, labels, predictions, weights=1.0, reduction=None, device="cpu",
                        **params):
@@ -248,7 +285,6 @@ class LossSpec:
         ``Reduction.NONE``, the derivative of ``sum(L * W)``). One fused pass computes both.
         ``device`` as in `__call__`.
         """
-        from . import compute
         if self.grad is None:
             raise InvalidArgumentError(
                 f"loss {self.name!r} has no gradient formula: register it with grad=... to use "
@@ -262,6 +298,7 @@ class LossSpec:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_cpu_kernels", None)  # compiled in this process (see compute.run): not data
+        state.pop("_params_cache", None)  # (see _fast_params)
         return state
 
     def __repr__(self) -> str:
@@ -269,16 +306,14 @@ class LossSpec:
         return f"LossSpec({self.name!r}, kind={self.kind!r}, inputs={self.inputs}, params=({params}))"
 
 
-def _compute():
-    """`lossforge.compute`, imported once (an import statement costs ~1 us per call)."""
-    global _compute_module
-    if _compute_module is None:
-        from . import compute
-        _compute_module = compute
-    return _compute_module
+def _all_floats(values) -> bool:
+    for value in values:
+        if type(value) is not float:
+            return False
+    return True
 
 
-_compute_module = None
+_REDUCTION_TYPES = (Reduction, str)  # what `compute.SCALAR_REDUCTIONS` may hold (hashable)
 
 
 def _prepare_arguments(spec: LossSpec) -> list[str]:
