@@ -63,7 +63,7 @@ def test_every_registered_loss_compiles_to_ptx_for_cc_80_and_90(tmp_path):
         if "--no-support" in OPTIONS[cc]:
             assert not support
         else:
-            assert support == {"_finish", "_cast", "_scale", "_fill"}
+            assert support == {"_cast", "_scale", "_fill"}
         if "--no-resources" in OPTIONS[cc]:
             assert all(r["registers"] is None for r in results)
             assert "registers not reported" in table[-1]

@@ -13,9 +13,9 @@ that the CPU template gets (see there for why formulas are ``njit(inline="always
 ``loss_pass`` walks the loss elements with a grid-stride loop, one thread per flat loss element
 (elementwise losses) or per row/fibre (row-wise losses, whose formula reads the whole row),
 and reduces the partial state ``(sum L*W, sum W, count W != 0)`` per block with a
-shared-memory tree into ``partials[block]``. A second launch of `_finish` (one block) sums
-the block partials in block order: a two-pass, deterministic reduction (no float atomics),
-so a result is reproducible for a given launch configuration. The state then goes through
+shared-memory tree into ``partials[block]``. The last block to finish (a ticket counter)
+sums the block partials in block order: a deterministic reduction in one launch (no float
+atomics), so a result is reproducible for a given launch configuration. The state then goes through
 the same `lossforge.reduction.finalize` as on the CPU. The weighted values
 (``Reduction.NONE``) and the weighted gradient are written in the same pass, as the CPU
 kernels' ``mode`` bits ask; `_scale` applies the reduction's denominator to the gradient
@@ -53,22 +53,28 @@ behind the simulator's fake device arrays: see `device_view`); `check_ptx`
 `numba.cuda.compile_ptx` and explicit signatures, and links it with nvJitLink to report
 registers and spills. Neither measures speed: that needs a GPU.
 
-Known costs (not yet measured on a GPU)
----------------------------------------
+Per-call costs (measured on an H100 with numba-cuda 0.30.4)
+-----------------------------------------------------------
+* Host-side driver calls dominate small calls: each allocation cost ~50 µs, a one-element
+  host-to-device copy ~200 µs, a launch plus synchronisation ~50 µs. So a call makes one launch
+  (the fused reduction above), reuses its small buffers (`_Scratch`: block partials, the
+  ticket, the sums, scalar weights, placeholders; per thread and GPU), and reads the three
+  sums through pinned memory. Before that, a call took 0.7-1.5 ms whatever its size.
 * The formulas compute in float64 whatever the input dtype, exactly as the CPU kernels do
   (so results match); GPUs with slow float64 (most consumer parts) pay for it.
 * Row-wise losses run one thread per row: a thread reads its whole row (several times for a
   softmax), so wide rows are read uncoalesced. A block-per-row kernel would need row formulas
   split into reductions.
-* The gradient takes a second pass (`_scale`) when the denominator is not 1, and each call
-  makes a few small allocations and host<->device copies (weights, the three sums).
+* The gradient takes a second pass (`_scale`) when the denominator is not 1.
 * Kernels compile on the first call of each signature in each process (no on-disk cache).
 """
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import re
+import threading
 import time
 import warnings
 from importlib import metadata
@@ -259,6 +265,28 @@ else:
         return a
 
 
+def _tree_sum(shared, t):
+    """Sum ``shared[c, :blockDim.x]`` into ``shared[c, 0]`` (c = 0, 1, 2) with a shared-memory
+    tree, in a fixed order; every thread of the block must call it (it syncs). Needs
+    ``blockDim.x`` a power of two. The kernels' block reduction, written once."""
+    cuda.syncthreads()
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        if t < half:
+            shared[0, t] += shared[0, t + half]
+            shared[1, t] += shared[1, t + half]
+            shared[2, t] += shared[2, t + half]
+        cuda.syncthreads()
+        half //= 2
+
+
+#: `_tree_sum` inlined into a kernel's IR (see ``template_cuda.py`` for why inlined ``njit``
+#: functions, not device functions); under the simulator a simulated device function, which
+#: (unlike a plain function) sees the launch's simulated ``cuda`` module.
+block_tree_sum = (cuda.jit(device=True)(_tree_sum) if SIMULATOR
+                  else numba.njit(inline="always")(_tree_sum))
+
+
 def _reshape(array, shape):
     """A C-order reshape of a contiguous device array (a view)."""
     shape = tuple(int(s) for s in shape)
@@ -312,6 +340,19 @@ def _conform(spec, array, like: np.ndarray, name: str):
     return _converted(_reshape(array, like.shape), like.dtype)
 
 
+def _standin(shape, dtype) -> np.ndarray:
+    """A zero-filled host array of ``shape`` that costs no time to make: its pages are mapped
+    only if touched. ``np.zeros`` is not enough: glibc serves blocks under its (adaptive, up to
+    32 MB) mmap threshold from the heap and clears them, which cost ~0.3 ms a call for
+    1M-element inputs on an H100 machine (slower than 16M ones, which get fresh pages)."""
+    shape = tuple(int(s) for s in shape)
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < 1 << 20:  # np.zeros is as fast here (measured: 6 µs vs 10 µs at 400 kB)
+        return np.zeros(shape, dtype=dtype)
+    return np.ndarray(shape, dtype=dtype, buffer=mmap.mmap(-1, nbytes))
+
+
 def prepare(spec, labels, predictions, weights, params: dict):
     """``spec._prepare`` for ``device="cuda"``: also takes device arrays, without host copies.
 
@@ -328,7 +369,7 @@ def prepare(spec, labels, predictions, weights, params: dict):
         return spec._prepare(labels, predictions, weights, params)
     names = (*spec.inputs, "weights")
     arrays = [_as_device(a, n) if d else a for a, n, d in zip(given, names, on_device)]
-    standins = [np.zeros(tuple(a.shape), dtype=a.dtype) if d else a
+    standins = [_standin(a.shape, a.dtype) if d else a
                 for a, d in zip(arrays, on_device)]
     prepared, kernel_params = spec._prepare(*standins, params)
     y, p, w = prepared.y, prepared.p, prepared.weights
@@ -348,14 +389,87 @@ def _device_weights(weights, loss_shape, kd):
     if is_device_array(weights):
         # the layout from a stand-in; the device weights reshape to it unless weights_view had
         # to materialise a broadcast (more than three alternating runs: rare, done on the host)
-        view = weights_view(np.zeros(tuple(weights.shape), dtype=kd), loss_shape, kd)
+        view = weights_view(_standin(weights.shape, kd), loss_shape, kd)
         own = tuple(s if st else 1 for s, st in zip(view.shape, view.strides))
         if math.prod(own) != weights.size:
             return _device_weights(weights.copy_to_host(), loss_shape, kd)
         return _converted(_reshape(weights, own), kd), view.shape[1], view.shape[2]
     view = weights_view(weights, loss_shape, kd)
-    compact = view[tuple(slice(None) if st else slice(0, 1) for st in view.strides)]
-    return cuda.to_device(_host_contiguous(compact)), view.shape[1], view.shape[2]
+    compact = _host_contiguous(view[tuple(slice(None) if st else slice(0, 1) for st in view.strides)])
+    if compact.size == 1:
+        return _scratch().scalar_weight(compact), view.shape[1], view.shape[2]
+    return cuda.to_device(compact), view.shape[1], view.shape[2]
+
+
+# --- per-call buffers ----------------------------------------------------------------------------
+
+class _Scratch:
+    """The small device buffers of `run`, allocated once per thread and GPU, not per call.
+
+    On an H100 each ``cuda.device_array`` cost ~50 µs and each ``cuda.to_device`` of one
+    weight ~200 µs, several times a call: most of a small call's time. Reuse is safe because
+    every call on a thread launches on the default stream and waits for its result before it
+    returns, so a launch never overlaps the previous one's use of a buffer; threads (and GPUs)
+    get their own buffers.
+    """
+
+    MAX_SCALARS = 64  # distinct scalar weights kept on the device (a few in practice)
+
+    def __init__(self):
+        self._placeholders: dict = {}
+        self._scalars: dict = {}
+        self._partials = cuda.device_array((1024, 3), dtype=np.float64)
+        self.done = cuda.to_device(np.zeros(1, dtype=np.int32))  # `loss_pass` leaves it at 0
+        self.totals = cuda.device_array(3, dtype=np.float64)
+        self._host_totals = cuda.pinned_array(3, dtype=np.float64)
+
+    def partials(self, blocks: int):
+        """The block partials of a launch of ``blocks`` blocks: ``(rows >= blocks, 3)``."""
+        if self._partials.shape[0] < blocks:
+            self._partials = cuda.device_array((blocks, 3), dtype=np.float64)
+        return self._partials
+
+    def placeholder(self, dtype: np.dtype, ndim: int):
+        """A 1-element array of ``ndim`` dims: an output the kernel's `mode` never writes (not
+        an empty array, whose zero strides would make numba type it as layout 'A')."""
+        key = (dtype, ndim)
+        array = self._placeholders.get(key)
+        if array is None:
+            array = self._placeholders[key] = cuda.device_array((1,) * ndim, dtype=dtype)
+        return array
+
+    def scalar_weight(self, compact: np.ndarray):
+        """A one-element weights array on the device, shared by calls with the same value."""
+        key = (compact.dtype, compact.shape, compact.tobytes())
+        array = self._scalars.get(key)
+        if array is None:
+            if len(self._scalars) >= self.MAX_SCALARS:
+                self._scalars.clear()
+            array = self._scalars[key] = cuda.to_device(compact)
+        return array
+
+    def read_totals(self) -> tuple[float, float, float]:
+        """``totals`` on the host (through pinned memory: a faster copy than a pageable one)."""
+        host = self.totals.copy_to_host(self._host_totals)
+        return float(host[0]), float(host[1]), float(host[2])
+
+
+_scratch_local = threading.local()
+
+
+def _scratch() -> _Scratch:
+    held = getattr(_scratch_local, "held", None)
+    if held is None:
+        held = _scratch_local.held = []
+    # found by the context object's identity (numba-cuda's Context is unhashable): buffers
+    # die with their context (`cuda.close()`), and a new context gets new ones
+    context = 0 if SIMULATOR else cuda.current_context()
+    for owner, scratch in held:
+        if owner is context:
+            return scratch
+    scratch = _Scratch()
+    held.append((context, scratch))
+    return scratch
 
 
 # --- kernels -------------------------------------------------------------------------------------
@@ -365,40 +479,6 @@ def kernel_module(spec):
     like the CPU one (`lossforge.kernels.generated_module`) from ``template_cuda.py``."""
     from .. import kernels
     return kernels.generated_module(spec, "template_cuda.py", prefix="cuda_")
-
-
-@cuda.jit
-def _finish(partials, out):
-    """``out[k] = sum_b partials[b, k]`` (k = 0, 1, 2) in one block, in a fixed order.
-
-    Thread ``t`` sums blocks ``t, t + T, ...`` in order, then a shared-memory tree sums the
-    threads: the second pass of the deterministic reduction.
-    """
-    shared = cuda.shared.array((3, MAX_THREADS), float64)
-    t = cuda.threadIdx.x
-    a = 0.0
-    b = 0.0
-    c = 0.0
-    for i in range(t, partials.shape[0], cuda.blockDim.x):
-        a += partials[i, 0]
-        b += partials[i, 1]
-        c += partials[i, 2]
-    shared[0, t] = a
-    shared[1, t] = b
-    shared[2, t] = c
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if t < half:
-            shared[0, t] += shared[0, t + half]
-            shared[1, t] += shared[1, t + half]
-            shared[2, t] += shared[2, t + half]
-        cuda.syncthreads()
-        half //= 2
-    if t == 0:
-        out[0] = shared[0, 0]
-        out[1] = shared[1, 0]
-        out[2] = shared[2, 0]
 
 
 @cuda.jit
@@ -465,10 +545,11 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
     dy, dp = _to_device(y), _to_device(p)
-    # unused outputs are 1-element placeholders (never written: `mode` has no bit for them),
-    # not empty arrays, whose zero strides would make the simulator type them as layout 'A'
-    values = cuda.device_array(n if none else 1, dtype=kd)
-    grad = cuda.device_array(tuple(dp.shape) if with_grad else (1,) * dp.ndim, dtype=kd)
+    scratch = _scratch()
+    # unused outputs are placeholders (never written: `mode` has no bit for them)
+    values = cuda.device_array(n, dtype=kd) if none else scratch.placeholder(kd, 1)
+    grad = (cuda.device_array(tuple(dp.shape), dtype=kd) if with_grad
+            else scratch.placeholder(kd, dp.ndim))
     if with_grad and (spec.kind != "elementwise" or not n):
         _fill_zero(grad)  # as the CPU's np.zeros: a row formula need not write every entry
     sums = (0.0, 0.0, 0.0)
@@ -477,16 +558,12 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         w, middle, inner = _device_weights(weights, loss_shape, kd)
         mode = (VALUES if none else 0) | (GRAD if with_grad else 0)
         blocks, threads = launch_configuration(n)
-        partials = cuda.device_array((blocks, 3), dtype=np.float64)
         args = (dy, dp, w, int(middle), int(inner), tuple(float(v) for v in params), int(n),
-                values, grad, mode, partials)
+                values, grad, mode, scratch.partials(blocks), scratch.done, scratch.totals)
         if launch_hook is not None:
             launch_hook(spec, args)
         _launch(module.loss_pass, blocks, threads)(*args)
-        totals = cuda.device_array(3, dtype=np.float64)
-        # one block, with threads enough for the block partials (a power of two <= threads)
-        _launch(_finish, 1, launch_configuration(blocks, threads)[1])(partials, totals)
-        sums = tuple(float(s) for s in totals.copy_to_host())
+        sums = scratch.read_totals()
     state = LossState(*sums, n)
     value = (_output(values, loss_shape, out_dtype, on_device) if none
              else out_dtype.type(finalize(state, reduction)))
@@ -519,13 +596,13 @@ def loss_signature(spec, dtype=np.float32):
             _array_type(prepared.p.dtype, prepared.p.ndim),
             _array_type(kd, 3), t.int64, t.int64, numba.typeof(tuple(float(v) for v in params)),
             t.int64, _array_type(kd, 1), _array_type(kd, prepared.p.ndim), t.int64,
-            _array_type(np.float64, 2))
+            _array_type(np.float64, 2), _array_type(np.int32, 1), _array_type(np.float64, 1))
 
 
 def _support_jobs():
     """``(kernel name, variant, dispatcher, signature)`` of the loss-independent kernels."""
     f16, f32, f64 = np.float16, np.float32, np.float64
-    jobs = [("_finish", "float64", _finish, (_array_type(f64, 2), _array_type(f64, 1)))]
+    jobs = []
     for kd in (f32, f64):
         name = np.dtype(kd).name
         jobs.append(("_fill", name, _fill, (_array_type(kd, 1), numba.from_dtype(np.dtype(kd)))))

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 
 from . import cuda as kc
-from .cuda import MAX_THREADS, _array_type, _device_weights, _to_device, check_gpu
+from .cuda import MAX_THREADS, _array_type, _device_weights, _to_device, block_tree_sum, check_gpu
 
 from numba import cuda, float64  # noqa: E402  (kc has checked that numba-cuda is installed)
 
@@ -56,15 +56,7 @@ def stacked_finish(partials, out):
         shared[0, t] = a
         shared[1, t] = b
         shared[2, t] = c
-        cuda.syncthreads()
-        half = cuda.blockDim.x // 2
-        while half > 0:
-            if t < half:
-                shared[0, t] += shared[0, t + half]
-                shared[1, t] += shared[1, t + half]
-                shared[2, t] += shared[2, t + half]
-            cuda.syncthreads()
-            half //= 2
+        block_tree_sum(shared, t)
         if t == 0:
             out[k, 0] = shared[0, 0]
             out[k, 1] = shared[1, 0]

@@ -17,9 +17,9 @@ No ``cache=True``: numba-cuda caches compiled kernels per GPU, which no developm
 machine has, so that path could not be tested; kernels compile lazily, per signature, on the
 first call of each process.
 """
-from numba import cuda, float64, njit
+from numba import cuda, float64, int32, njit
 
-from lossforge.kernels.cuda import GRAD, MAX_THREADS, VALUES, device_view
+from lossforge.kernels.cuda import GRAD, MAX_THREADS, VALUES, block_tree_sum, device_view
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always")
@@ -34,17 +34,21 @@ def GRAD_AT(y, p, j, scale, grad, params):
 
 
 @cuda.jit
-def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials):
+def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials, done, totals):
     """One pass over the ``n`` loss elements: the partial state, and values/gradient per `mode`.
 
     Each thread walks a grid-stride loop over flat loss elements ``j`` (elementwise losses: one
     element; row-wise ones: one row or fibre, read whole by the row formula), accumulating
     ``sum L*W``, ``sum W`` and ``count W != 0`` in float64 registers, like ``template.py``'s
     loop. The block then sums its threads' partials with a shared-memory tree and thread 0
-    writes them to ``partials[blockIdx]``; `lossforge.kernels.cuda` sums the block partials
-    in a second, one-block pass. Block order is fixed, so a result does not depend on
+    writes them to ``partials[blockIdx]``. The last block to finish (an int32 ticket taken
+    from ``done[0]`` after a ``threadfence``, as in CUDA's threadFenceReduction sample) sums
+    the block partials in block order into ``totals`` and sets ``done[0]`` back to 0 for the
+    next launch: one launch instead of a second, one-block pass (each launch costs tens of
+    microseconds on the host). Block order is fixed, so a result does not depend on
     scheduling (no float atomics): for one launch configuration it is bit-for-bit
-    reproducible.
+    reproducible. ``partials`` needs at least ``gridDim.x`` rows (a buffer sized for the
+    largest grid is reused across launches).
 
     ``w`` is the compact ``(A', M', I')`` weights array: each dim is the full size of the
     ``(A, M, I)`` broadcast view of `lossforge.inputs.weights_view` or 1 (a broadcast dim), so
@@ -88,17 +92,31 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials):
     shared[0, t] = weighted
     shared[1, t] = weights
     shared[2, t] = nonzero
-    cuda.syncthreads()
-    half = cuda.blockDim.x // 2
-    while half > 0:
-        if t < half:
-            shared[0, t] += shared[0, t + half]
-            shared[1, t] += shared[1, t + half]
-            shared[2, t] += shared[2, t + half]
-        cuda.syncthreads()
-        half //= 2
+    block_tree_sum(shared, t)
+    last = cuda.shared.array(1, int32)
     if t == 0:
         b = cuda.blockIdx.x
         partials[b, 0] = shared[0, 0]
         partials[b, 1] = shared[1, 0]
         partials[b, 2] = shared[2, 0]
+        cuda.threadfence()  # the partials are visible to every block before the ticket is
+        ticket = cuda.atomic.add(done, 0, 1)
+        last[0] = 1 if ticket == cuda.gridDim.x - 1 else 0
+    cuda.syncthreads()
+    if last[0] == 1:  # the same in every thread of the block: the syncthreads below are safe
+        weighted = 0.0
+        weights = 0.0
+        nonzero = 0.0
+        for i in range(t, cuda.gridDim.x, cuda.blockDim.x):
+            weighted += partials[i, 0]
+            weights += partials[i, 1]
+            nonzero += partials[i, 2]
+        shared[0, t] = weighted
+        shared[1, t] = weights
+        shared[2, t] = nonzero
+        block_tree_sum(shared, t)
+        if t == 0:
+            totals[0] = shared[0, 0]
+            totals[1] = shared[1, 0]
+            totals[2] = shared[2, 0]
+            done[0] = 0

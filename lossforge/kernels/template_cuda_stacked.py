@@ -7,7 +7,7 @@ holds the formula of ``compute_weighted_loss``.
 """
 from numba import cuda, float64, njit
 
-from lossforge.kernels.cuda import MAX_THREADS, device_view
+from lossforge.kernels.cuda import MAX_THREADS, block_tree_sum, device_view
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always")
@@ -65,15 +65,7 @@ def stacked_pass(y, p, w, middle, inner, params, segment, count, partials):
         shared[0, t] = weighted
         shared[1, t] = weights
         shared[2, t] = nonzero
-        cuda.syncthreads()
-        half = cuda.blockDim.x // 2
-        while half > 0:
-            if t < half:
-                shared[0, t] += shared[0, t + half]
-                shared[1, t] += shared[1, t + half]
-                shared[2, t] += shared[2, t + half]
-            cuda.syncthreads()
-            half //= 2
+        block_tree_sum(shared, t)
         if t == 0:
             partials[k, cuda.blockIdx.x, 0] = shared[0, 0]
             partials[k, cuda.blockIdx.x, 1] = shared[1, 0]
