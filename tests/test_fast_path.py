@@ -1,8 +1,9 @@
-"""The small-call fast path (`compute.run_small`, used by `LossSpec.__call__` and the TF-v1
-functions) gives the general path's results bit for bit, raises its errors,
+"""The small-call fast path (`compute.run_small`, used by `LossSpec.__call__`, the TF-v1
+functions and `Objective`) gives the general path's results bit for bit, raises its errors,
 and keeps no stale plan when dtypes, shapes, weights, reductions or parameters change."""
 import concurrent.futures as cf
 import pickle
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ import lossforge
 from lossforge import Reduction, compute, registry
 from lossforge.builtins import WEIGHTED_INPUT
 from lossforge.errors import InvalidArgumentError, InvalidTypeError
-from lossforge.reduction import resolve_reduction
+from lossforge.objective.objective import Component, ObjectiveResult, _component
+from lossforge.reduction import LossState, make_state, resolve_reduction
 
 SCALAR = (Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE,
           Reduction.SUM_BY_NONZERO_WEIGHTS)
@@ -157,7 +159,7 @@ def test_parameters_are_cached_by_value_and_type_never_across_them():
         spec(y, p, delta="1.0")
 
 
-def test_the_tf_functions_take_the_fast_path_and_match(monkeypatch):
+def test_the_tf_functions_take_the_fast_path_and_match():
     y, p = inputs(registry.get("log_loss"), dtype=np.float32)
     for reduction in SCALAR:
         want = general(registry.get("log_loss"), y, p, 1.0, reduction, epsilon=1e-7)
@@ -264,3 +266,85 @@ def test_threads_mixing_dtypes_shapes_and_weights_match_serial_calls():
         with cf.ThreadPoolExecutor(max_workers=8) as pool:
             got = list(pool.map(lambda j: spec(j[0], j[1], j[2], j[3], epsilon=j[4]), jobs * 4))
         assert all(same(g, w) for g, w in zip(got, want * 4))
+
+
+# --- the objective ------------------------------------------------------------------------------
+
+def _objective():
+    return lossforge.load_objective({"name": "fp", "terms": {
+        "click": {"loss": "log_loss", "weight": 2.0,
+                  "inputs": {"labels": "click", "predictions": "click_prob"}},
+        "rating": {"loss": "mean_squared_error", "reduction": "weighted_mean",
+                   "inputs": {"labels": "rating", "predictions": "rating_pred", "weights": "w"}},
+        "hinge": {"loss": "hinge_loss", "params": {},
+                  "inputs": {"labels": "click", "logits": "rating_pred"}},
+        "ce": {"loss": "softmax_cross_entropy",
+               "inputs": {"onehot_labels": "onehot", "logits": "rating_pred"}}},
+        "regularization": {"l2": {"type": "l2", "scale": 1e-4, "params": ["w1"]}}})
+
+
+def _batch(dtype, seed=0, rows=16):
+    rng = np.random.default_rng(seed)
+    return {"click": (rng.random((rows, 4)) > 0.5).astype(dtype),
+            "click_prob": rng.uniform(0.05, 0.95, (rows, 4)).astype(dtype),
+            "rating": rng.normal(size=(rows, 4)).astype(dtype),
+            "rating_pred": rng.normal(size=(rows, 4)).astype(dtype),
+            "w": rng.uniform(size=(rows, 1)).astype(dtype),
+            "onehot": np.eye(4, dtype=dtype)[rng.integers(0, 4, rows)]}
+
+
+def _same_results(a: ObjectiveResult, b: ObjectiveResult) -> bool:
+    return (same(a.total, b.total) and list(a.components) == list(b.components) and
+            all(a[k] == b[k] and same(a[k].value, b[k].value) for k in a.components))
+
+
+def test_objective_fast_path_matches_the_general_path():
+    objective = _objective()
+    params = {"w1": np.arange(6.0).reshape(2, 3)}
+    for dtype in (np.float32, np.float64, np.float32, np.float16):
+        for seed, rows in ((0, 16), (1, 3), (0, 16)):
+            batch = _batch(dtype, seed, rows)
+            fast = objective(batch, params)
+            slow = objective(MappingProxyType(batch), params)  # not a dict: the general path
+            assert _same_results(fast, slow), dtype
+            assert fast["click"].dtype == np.dtype(dtype).name
+            assert type(fast["click"].state) is LossState
+    plans = objective._fast_plans  # the fast path ran for the elementwise terms, not for ce
+    assert all(plans[name] for name in ("click", "rating", "hinge")) and plans["ce"] is False
+    assert len(objective.tracker) == 24
+    assert objective.tracker.mean("rating") == pytest.approx(
+        sum(r["rating"] for r in objective.tracker.history()) / 24, rel=0.2)
+
+
+def test_objective_errors_after_good_calls():
+    objective = _objective()
+    params = {"w1": np.ones((2, 3))}
+    batch = _batch(np.float32)
+    good = objective(batch, params)
+    for change, error in (({"w": np.ones(16)}, "can not be broadcast"),
+                          ({"rating_pred": np.ones((16, 3), np.float32)}, "incompatible"),
+                          ({"click_prob": np.array([["a"] * 4] * 16)}, "real numbers")):
+        bad = dict(batch, **change)
+        with pytest.raises((InvalidArgumentError, InvalidTypeError), match=error) as fast:
+            objective(bad, params)
+        with pytest.raises(type(fast.value)) as slow:
+            objective(MappingProxyType(bad), params)
+        assert str(fast.value) == str(slow.value) and str(fast.value).startswith("objective 'fp'")
+    missing = {k: v for k, v in batch.items() if k != "rating"}
+    with pytest.raises(InvalidArgumentError, match="no key 'rating'"):
+        objective(missing, params)
+    assert _same_results(objective(batch, params), good)
+
+
+def test_fast_constructors_build_equal_objects():
+    state = make_state(1.5, 2.0, 3.0, 4)
+    assert state == LossState(1.5, 2.0, 3.0, 4) and hash(state) == hash(LossState(1.5, 2.0, 3.0, 4))
+    assert pickle.loads(pickle.dumps(state)) == state and repr(state) == repr(LossState(1.5, 2.0, 3.0, 4))
+    with pytest.raises(AttributeError):
+        state.weight_sum = 1.0  # still frozen
+    component = _component("a", 1.0, 2.0, 2.0, "term", state, Reduction.MEAN, "float32")
+    assert component == Component("a", 1.0, 2.0, 2.0, "term", state, Reduction.MEAN, "float32")
+    assert _component("r", 1.0, 1.0, 1.0, "regularizer") == Component("r", 1.0, 1.0, 1.0, "regularizer")
+    result = _objective()(_batch(np.float32), {"w1": np.ones(3)})
+    assert result == ObjectiveResult(result.total, result.components)
+    assert _same_results(pickle.loads(pickle.dumps(result)), result)

@@ -6,9 +6,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .. import registry
+from .. import compute, registry
 from ..errors import InvalidArgumentError, InvalidTypeError, LossforgeError
-from ..reduction import LossState, Reduction
+from ..reduction import LossState, Reduction, make_state
 from .config import ObjectiveConfig, parse_config
 from .regularizers import regularizer_grad, regularizer_value
 from .tracker import Tracker
@@ -107,7 +107,8 @@ class Objective:
         """Pickled (e.g. for a process pool) as its config, weighting and tracker; the losses'
         specs, which hold compiled kernels, are looked up by name again when unpickled (a loss
         registered at run time must be registered in the receiving process too)."""
-        return {k: v for k, v in self.__dict__.items() if k not in ("_specs", "_plans")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_specs", "_plans", "_fast_plans")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -228,18 +229,25 @@ class Objective:
         return out
 
     def _evaluate(self, batch, params, device, with_grad):
-        if not hasattr(batch, "__getitem__") or not hasattr(batch, "keys"):
+        if type(batch) is not dict and (not hasattr(batch, "__getitem__") or
+                                        not hasattr(batch, "keys")):
             raise InvalidTypeError(f"objective {self.name!r}: `batch` must be a mapping of batch "
                                    f"key -> array; got {type(batch).__name__}.")
         weights = self.weighting.weights(self.tracker, params)
         components: dict[str, Component] = {}
         grads: dict[str, np.ndarray] = {}
+        specs = self._specs
+        fast = not with_grad and type(batch) is dict and type(device) is str and device == "cpu"
         for term in self.config.terms:
-            spec = self._specs[term.name]
-            value, grad, state, reduction, dtype = self._term(term, spec, batch, device, with_grad)
-            weight = weights[term.name]
-            components[term.name] = Component(term.name, value, weight, weight * value, "term",
-                                              state, reduction, dtype)
+            name = term.name
+            spec = specs[name]
+            out = self._fast_term(term, spec, batch) if fast else None
+            if out is None:
+                out = self._general_term(term, spec, batch, device, with_grad)
+            value, grad, state, reduction, dtype = out
+            weight = weights[name]
+            components[name] = _component(name, value, weight, weight * value, "term", state,
+                                          reduction, dtype)
             if with_grad:
                 key = term.inputs[spec.inputs[1]]
                 grads[key] = grads.get(key, 0.0) + weight * grad
@@ -247,24 +255,32 @@ class Objective:
             for term in self.config.terms:
                 s = self.weighting.log_var(term.name, params)
                 name = f"{term.name}/log_var"
-                components[name] = Component(name, s, 1.0, s, "log_var")
+                components[name] = _component(name, s, 1.0, s, "log_var")
                 if with_grad:  # d/ds (w exp(-s) L + s)
                     grads[Uncertainty.key(term.name)] = 1.0 - components[term.name].weighted
         for reg in self.config.regularizers:
             value = regularizer_value(reg, params)
-            components[reg.name] = Component(reg.name, value, 1.0, value, "regularizer")
+            components[reg.name] = _component(reg.name, value, 1.0, value, "regularizer")
             if with_grad:
                 for key, g in regularizer_grad(reg, params).items():
                     grads[key] = grads.get(key, 0.0) + g
         total = 0.0
         for c in components.values():
             total += c.weighted
-        result = ObjectiveResult(total, MappingProxyType(components))
+        result = _new(ObjectiveResult)  # ObjectiveResult(total, MappingProxyType(components))
+        result.__dict__.update(total=total, components=MappingProxyType(components))
         self.tracker.record(result)
         return (result, grads) if with_grad else (result, None)
 
     def _term(self, term, spec, batch, device, with_grad):
-        from .. import compute
+        """``(float value, grad or None, LossState, reduction, dtype name)`` of one term."""
+        if not with_grad and type(batch) is dict and type(device) is str and device == "cpu":
+            fast = self._fast_term(term, spec, batch)
+            if fast is not None:
+                return fast
+        return self._general_term(term, spec, batch, device, with_grad)
+
+    def _general_term(self, term, spec, batch, device, with_grad):
         args = {}
         for arg, key in term.inputs.items():
             if key not in batch:
@@ -292,6 +308,56 @@ class Objective:
             raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
         return float(value), grad, state, reduction, _dtype_name(np.asarray(value).dtype)
 
+    def _fast_term(self, term, spec, batch: dict):
+        """`_term`'s result of a value-only CPU call on a dict batch through
+        `compute.run_small`, or None where the general code must run (a term or call the fast
+        path does not cover, a missing key: the general code raises the errors)."""
+        plans = self.__dict__.get("_fast_plans")
+        plan = None if plans is None else plans.get(term.name)
+        if plan is None:
+            plan = self._make_fast_plan(term, spec)
+        if plan is False:
+            return None
+        routed, kernel_params, label_key, prediction_key, weights_key = plan
+        labels = batch.get(label_key, _MISSING)
+        predictions = batch.get(prediction_key, _MISSING)
+        weights = 1.0 if weights_key is None else batch.get(weights_key, _MISSING)
+        reduction = term.reduction or spec.reduction
+        if labels is _MISSING or predictions is _MISSING or weights is _MISSING or \
+                type(reduction) not in _REDUCTION_TYPES:
+            return None
+        code = compute.SCALAR_REDUCTIONS.get(reduction)
+        if code is None:
+            return None
+        try:
+            result = compute.run_small(routed, labels, predictions, weights, code, kernel_params)
+        except LossforgeError as exc:
+            raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({routed.name}): "
+                            f"{exc}") from None
+        if result is None:
+            return None
+        value, (weighted_sum, weight_sum, nonzero_count), n = result
+        return (float(value), None, make_state(weighted_sum, weight_sum, nonzero_count, n),
+                reduction, _dtype_name(value.dtype))
+
+    def _make_fast_plan(self, term, spec):
+        """``(routed spec, kernel params, labels key, predictions key, weights key or None)`` of
+        a term the fast path covers (an elementwise loss whose inputs are its two arrays and
+        optionally weights), else False; None (not cached) when the term's plan raises."""
+        try:
+            routed, kernel_params, shape_args = self._plan(term, spec)
+        except LossforgeError:
+            return None
+        names = (spec.inputs[0], spec.inputs[1], "weights")
+        plan = False
+        if routed.prepare is registry.prepare_elementwise and not shape_args and \
+                routed.inputs == spec.inputs and set(term.inputs) <= set(names) and \
+                names[0] in term.inputs and names[1] in term.inputs:
+            plan = (routed, kernel_params, term.inputs[names[0]], term.inputs[names[1]],
+                    term.inputs.get("weights"))
+        self.__dict__.setdefault("_fast_plans", {})[term.name] = plan
+        return plan
+
     def _plan(self, term, spec):
         """``(routed spec, kernel params, prepare's keyword arguments)`` of a term, cached."""
         plans = self.__dict__.setdefault("_plans", {})
@@ -303,6 +369,18 @@ class Objective:
 
 
 _DTYPE_NAMES: dict = {}
+_MISSING = object()
+_REDUCTION_TYPES = (Reduction, str)  # (hashable: may be looked up in SCALAR_REDUCTIONS)
+_new = object.__new__
+
+
+def _component(name, value, weight, weighted, kind, state=None, reduction=None, dtype=None):
+    """``Component(...)``, built without the frozen dataclass's ``__init__`` (one call per
+    component of every objective call): equal, hashing and pickling alike."""
+    component = _new(Component)
+    component.__dict__.update(name=name, value=value, weight=weight, weighted=weighted, kind=kind,
+                              state=state, reduction=reduction, dtype=dtype)
+    return component
 
 
 def _dtype_name(dtype: np.dtype) -> str:
