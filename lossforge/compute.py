@@ -111,8 +111,9 @@ _ndarray = np.ndarray
 _set_flags = np.ndarray.setflags
 _NUMERIC_KINDS = "biuf"
 # (labels dtype, predictions dtype, whether only the logits decide) -> (output dtype, kernel
-# dtype, whether the labels need a cast, whether the predictions do), or None for a dtype
-# that `as_array` refuses. Values are immutable: threads may share and replace them freely.
+# dtype, whether the labels need a cast, whether the predictions do, the kernel's unused
+# output array), or None for a dtype that `as_array` refuses. Values are immutable: threads
+# may share and replace them freely.
 _dtype_plans: dict = {}
 # (kernel dtype, float weight) -> the weight as a read-only 1-element array; only non-zero,
 # non-NaN floats, whose value determines their bytes (0.0 == -0.0; a NaN equals nothing)
@@ -127,7 +128,7 @@ def _dtype_plan(key):
     else:
         arrays = (np.empty(0, p_dtype),) if logits else (np.empty(0, y_dtype), np.empty(0, p_dtype))
         out, kd = float_dtypes(*arrays)
-        plan = (out, kd, y_dtype != kd, p_dtype != kd)
+        plan = (out, kd, y_dtype != kd, p_dtype != kd, _unused(kd, 1))
     if len(_dtype_plans) >= _PLANS_MAX:
         _dtype_plans.clear()
     _dtype_plans[key] = plan
@@ -172,7 +173,7 @@ def run_small(spec, labels, predictions, weights, code: int, params: tuple):
     kernels = _kernels_module  # None until the general path's first computation imports it
     if plan is None or n == 0 or kernels is None or n >= kernels.PARALLEL_THRESHOLD:
         return None
-    out, kd, cast_y, cast_p = plan
+    out, kd, cast_y, cast_p, unused = plan
     if cast_y:
         y = for_kernel(labels, kd, (n,))
     else:
@@ -192,9 +193,6 @@ def run_small(spec, labels, predictions, weights, code: int, params: tuple):
         check_weights_broadcast(w, shape)
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
     k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
-    unused = _empty.get((kd, 1))
-    if unused is None:
-        unused = _unused(kd, 1)
     sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
     s, ws, nz = sums
     if code == _BY_NONZERO:  # finalize's div_no_nan, without its LossState

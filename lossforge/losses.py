@@ -51,8 +51,9 @@ _SPECS = {spec.name: spec for spec in BUILTINS}
 def _loss(spec, labels, predictions, weights, scope, loss_collection, reduction, default_scope,
           device="cpu", **params):
     """``spec``'s weighted, reduced value, added to ``loss_collection`` as ``"<scope>/value"``."""
-    reduction = resolve_reduction(reduction)
-    result = spec(labels, predictions, weights, reduction, device=device, **params)
+    if type(reduction) is not Reduction:
+        reduction = resolve_reduction(reduction)
+    result = spec(labels, predictions, weights, reduction, device, **params)
     scope = scope or default_scope
     if active_collection() is not None:  # (add_loss does nothing outside a collection)
         add_loss(result, loss_collection, name=f"{scope}/value")

@@ -154,7 +154,7 @@ class Objective:
 
     def __call__(self, batch, params=None, device: str = "cpu") -> ObjectiveResult:
         """Evaluate every component on ``batch`` (a mapping of arrays) and record the result."""
-        return self._evaluate(batch, params, device, with_grad=False)[0]
+        return self._evaluate(batch, params, device, False)[0]
 
     def value_and_grad(self, batch, params=None, device: str = "cpu"):
         """``(result, grads)``: ``grads`` maps each prediction/logit batch key, each regularized
@@ -238,10 +238,17 @@ class Objective:
         grads: dict[str, np.ndarray] = {}
         specs = self._specs
         fast = not with_grad and type(batch) is dict and type(device) is str and device == "cpu"
+        plans = self.__dict__.get("_fast_plans") if fast else None
         for term in self.config.terms:
             name = term.name
             spec = specs[name]
-            out = self._fast_term(term, spec, batch) if fast else None
+            out = None
+            if fast:
+                plan = None if plans is None else plans.get(name)
+                if plan is None:
+                    plan = self._make_fast_plan(term, spec)
+                if plan:
+                    out = self._fast_term(term, spec, batch, plan)
             if out is None:
                 out = self._general_term(term, spec, batch, device, with_grad)
             value, grad, state, reduction, dtype = out
@@ -275,7 +282,10 @@ class Objective:
     def _term(self, term, spec, batch, device, with_grad):
         """``(float value, grad or None, LossState, reduction, dtype name)`` of one term."""
         if not with_grad and type(batch) is dict and type(device) is str and device == "cpu":
-            fast = self._fast_term(term, spec, batch)
+            plan = self.__dict__.get("_fast_plans", {}).get(term.name)
+            if plan is None:
+                plan = self._make_fast_plan(term, spec)
+            fast = self._fast_term(term, spec, batch, plan) if plan else None
             if fast is not None:
                 return fast
         return self._general_term(term, spec, batch, device, with_grad)
@@ -308,16 +318,11 @@ class Objective:
             raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
         return float(value), grad, state, reduction, _dtype_name(np.asarray(value).dtype)
 
-    def _fast_term(self, term, spec, batch: dict):
+    def _fast_term(self, term, spec, batch: dict, plan):
         """`_term`'s result of a value-only CPU call on a dict batch through
-        `compute.run_small`, or None where the general code must run (a term or call the fast
-        path does not cover, a missing key: the general code raises the errors)."""
-        plans = self.__dict__.get("_fast_plans")
-        plan = None if plans is None else plans.get(term.name)
-        if plan is None:
-            plan = self._make_fast_plan(term, spec)
-        if plan is False:
-            return None
+        `compute.run_small`, with the term's plan (`_make_fast_plan`), or None where the
+        general code must run (a call the fast path does not cover, a missing key: the general
+        code raises the errors)."""
         routed, kernel_params, label_key, prediction_key, weights_key = plan
         labels = batch.get(label_key, _MISSING)
         predictions = batch.get(prediction_key, _MISSING)
@@ -337,8 +342,9 @@ class Objective:
         if result is None:
             return None
         value, (weighted_sum, weight_sum, nonzero_count), n = result
+        dtype = value.dtype
         return (float(value), None, make_state(weighted_sum, weight_sum, nonzero_count, n),
-                reduction, _dtype_name(value.dtype))
+                reduction, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype))
 
     def _make_fast_plan(self, term, spec):
         """``(routed spec, kernel params, labels key, predictions key, weights key or None)`` of

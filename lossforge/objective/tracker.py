@@ -44,9 +44,14 @@ class Tracker:
         return self._epoch
 
     def record(self, result) -> None:
-        with self._lock:
-            self._records.append((self._step, self._epoch, result))
-            self._step += 1
+        lock = self._lock  # (acquire/release: cheaper than `with` on every objective call)
+        lock.acquire()
+        try:
+            step = self._step
+            self._records.append((step, self._epoch, result))
+            self._step = step + 1
+        finally:
+            lock.release()
 
     def end_epoch(self) -> int:
         """Close the current epoch; returns the new epoch number."""
