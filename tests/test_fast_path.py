@@ -247,6 +247,10 @@ def test_the_callers_arrays_are_left_as_they_were():
         np.testing.assert_array_equal(a, c)
     y[0, 0] += 1.0  # still writeable, and a later call sees the new value
     assert same(spec(y, p), general(spec, y, p))
+    for shape in ((5,), (), (1, 1)):  # (ravel() of these must be a view, never the array itself)
+        y, p = np.zeros(shape, np.float32), np.ones(shape, np.float32)
+        spec(y, p)
+        assert y.flags.writeable and p.flags.writeable
 
 
 def test_threads_mixing_dtypes_shapes_and_weights_match_serial_calls():
