@@ -336,12 +336,22 @@ def focal(z, x, gamma, alpha):
     and ``sigmoid(-x)``, each computed without cancellation; ``0**0`` is 1, so ``gamma = 0`` is
     exactly ``alpha_t CE`` (no NaN), and logits of +-1e4 give finite values.
     """
-    p = _sigmoid(x)
-    q = p * (1.0 - z) + _sigmoid(-x) * z  # 1 - p_t
+    p, pm, softplus = _sigmoids(x)
+    q = p * (1.0 - z) + pm * z  # 1 - p_t
     relu = x if x >= 0.0 else 0.0
-    ce = relu - x * z + math.log1p(math.exp(-abs(x)))
+    ce = relu - x * z + softplus
     at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
     return at * ce * math.pow(q, gamma)
+
+
+def _sigmoids(x):
+    """``(sigmoid(x), sigmoid(-x), log1p(exp(-|x|)))`` from one ``exp(-|x|)``: each equal to
+    what ``_sigmoid(x)``, ``_sigmoid(-x)`` and ``log1p(exp(-abs(x)))`` give (three exps)."""
+    e = math.exp(-abs(x))
+    d = 1.0 + e
+    if x >= 0.0:
+        return 1.0 / d, e / d, math.log1p(e)
+    return e / d, 1.0 / d, math.log1p(e)
 
 
 def focal_grad(z, x, gamma, alpha):
@@ -351,11 +361,10 @@ def focal_grad(z, x, gamma, alpha):
     [0, 1], so it never overflows) and is 0 when ``gamma = 0`` or ``q = 0``, its limit, instead of
     ``0 * inf`` (optax#1267).
     """
-    p = _sigmoid(x)
-    pm = _sigmoid(-x)
+    p, pm, softplus = _sigmoids(x)
     q = p * (1.0 - z) + pm * z
     relu = x if x >= 0.0 else 0.0
-    ce = relu - x * z + math.log1p(math.exp(-abs(x)))
+    ce = relu - x * z + softplus
     at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
     qg = math.pow(q, gamma)
     modulating = 0.0

@@ -233,3 +233,16 @@ def test_float32_kernels_stay_within_float32_rounding_of_float64_ones():
         want = spec(y32.astype(np.float64), p32.astype(np.float64), reduction="none", **kwargs)
         assert got.dtype == np.float32, spec.name
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6, err_msg=spec.name)
+
+
+def test_focal_shared_sigmoids_equal_the_separate_ones():
+    """focal's one-exp ``_sigmoids`` gives, bit for bit in float64, what its three exps gave."""
+    rng = np.random.default_rng(4)
+    xs = [0.0, -0.0, 1e-300, -1e-300, 5e-324, 1.0, -1.0, 36.0, -36.0, 709.0, -709.0, 746.0,
+          -746.0, 1e4, -1e4, math.inf, -math.inf, *rng.normal(0, 20, 2000).tolist()]
+    for x in xs:
+        got = formulas._sigmoids(x)
+        want = (formulas._sigmoid(x), formulas._sigmoid(-x), math.log1p(math.exp(-abs(x))))
+        assert [v.hex() for v in got] == [v.hex() for v in want], x  # (signed zeros too)
+    got = formulas._sigmoids(math.nan)
+    assert all(math.isnan(v) for v in got)
