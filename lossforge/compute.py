@@ -42,12 +42,17 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     grad = ((np.empty if spec.kind == "elementwise" else np.zeros)(p.shape, dtype=kd)
             if with_grad else _unused(kd, p.ndim))
     sums = (0.0, 0.0, 0.0)
+    scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        w = (scalar_weight(weights, kd) if weights.ndim == 0 and spec.kind == "elementwise"
-             else weights_view(weights, loss_shape, kd))
+        if weights.ndim == 0 and spec.kind == "elementwise":
+            w = scalar_weight(weights, kd)
+            if with_grad:
+                w, scaled = _fold_denominator(w, reduction, n)
+        else:
+            w = weights_view(weights, loss_shape, kd)
         if n >= kernels.PARALLEL_THRESHOLD:
             with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
                 sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, mode)
@@ -59,11 +64,39 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     if not with_grad:
         return value, None, state
     denom = denominator(state, reduction)
-    if denom == 0:  # div_no_nan's gradient
+    if scaled:
+        pass
+    elif denom == 0:  # div_no_nan's gradient
         grad[...] = 0
     elif denom != 1:
         grad *= 1.0 / denom  # in place: the gradient may be as large as the inputs
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
+
+
+def _fold_denominator(w: np.ndarray, reduction: Reduction, n: int) -> tuple[np.ndarray, bool]:
+    """``([weight, weight / denominator], True)`` when a scalar weight lets the reduction's
+    denominator be known before the pass, so that the kernel writes the final gradient (one
+    pass over it instead of two: value+gradient of MSE at 1M float32 elements went from 1.9x
+    to 1.5x the value alone); else ``(w, False)``.
+
+    The denominator is the one the pass finds (MEAN: ``weight * n``, which the serial pass
+    computes as such and the parallel one as a sum over chunks of 2^16 elements, the same
+    number but for float64 rounding of a float64 weight). Multiplying ``dL/dp`` by
+    ``(1 / denominator) * weight`` is TF's order of the chain rule too. A zero denominator (div_no_nan: the gradient is 0 even where dL/dp is
+    NaN) and a denominator of 1 are left to the caller.
+    """
+    wt = float(w[0])
+    if reduction is Reduction.MEAN:
+        denom = wt * n
+    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
+        denom = float(n)
+    elif reduction is Reduction.SUM_BY_NONZERO_WEIGHTS:
+        denom = float(n) if wt != 0 else 0.0
+    else:
+        return w, False
+    if denom == 0 or denom == 1 or denom != denom:
+        return w, False
+    return np.array((w[0], (1.0 / denom) * wt), dtype=w.dtype), True
 
 
 _kernels_module = None

@@ -8,6 +8,7 @@ import pytest
 import lossforge
 from cases import gradient_weights
 from lossforge import Reduction
+from lossforge.kernels import PARALLEL_THRESHOLD
 
 SPECS = lossforge.registry.specs()
 REDUCTIONS = [Reduction.NONE, Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE,
@@ -85,3 +86,40 @@ def test_value_and_grad_without_a_gradient_formula_is_a_clear_error():
     assert spec(np.zeros(2), np.ones(2)) == 1.0
     with pytest.raises(ValueError, match="has no gradient formula"):
         spec.value_and_grad(np.zeros(2), np.ones(2))
+
+
+ELEMENTWISE = [s for s in SPECS if s.kind == "elementwise" and s.grad is not None]
+SCALED = [Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE, Reduction.SUM_BY_NONZERO_WEIGHTS]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec", ELEMENTWISE, ids=[s.name for s in ELEMENTWISE])
+def test_scalar_weight_gradient_is_the_weighted_gradient_over_the_denominator(spec, dtype):
+    """With a scalar weight the kernel applies the reduction's denominator itself (one pass);
+    the result must be the SUM gradient (denominator 1) divided by that denominator, within
+    the rounding of the two orders of multiplication, on both sides of the threshold between
+    the serial and the multi-threaded kernels."""
+    rng = np.random.default_rng(7)
+    for rows in (16, PARALLEL_THRESHOLD // 4 + 3):
+        y, p, kw = spec.example_inputs(rng, rows, 4)
+        y, p = (np.asarray(a).astype(dtype) if np.asarray(a).dtype.kind == "f" else a
+                for a in (y, p))
+        n = np.asarray(p).size
+        for w in (0.5, 3.0):
+            unscaled = spec.value_and_grad(y, p, w, Reduction.SUM, **kw)[1].astype(np.float64)
+            for reduction in SCALED:
+                denom = w * n if reduction is Reduction.MEAN else n
+                grad = spec.value_and_grad(y, p, w, reduction, **kw)[1]
+                assert grad.dtype == dtype
+                np.testing.assert_allclose(grad, unscaled / denom, rtol=4 * np.finfo(dtype).eps,
+                                           atol=np.finfo(dtype).tiny, err_msg=reduction.name)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_scalar_weight_gives_zero_gradient_even_at_nan(dtype):
+    """div_no_nan's gradient: 0 where the denominator is 0, whatever dL/dp is (here NaN)."""
+    spec = lossforge.registry.get("log_loss")
+    p = np.array([0.2, np.nan, 0.7], dtype=dtype)
+    for reduction in (Reduction.MEAN, Reduction.SUM_BY_NONZERO_WEIGHTS):
+        value, grad = spec.value_and_grad(np.array([0.0, 1.0, 1.0], dtype), p, 0.0, reduction)
+        assert value == 0.0 and np.array_equal(grad, np.zeros(3, dtype)), reduction

@@ -21,8 +21,8 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
 
-``w`` is a scalar weight as a 1-element array, or else the ``(A, M, I)`` broadcast view of
-the weights (`lossforge.inputs.weights_view`);
+``w`` is a scalar weight as a 1-element array (or 2: the weight and the gradient's multiplier),
+or else the ``(A, M, I)`` broadcast view of the weights (`lossforge.inputs.weights_view`);
 the driver returns ``(sum L*W, sum W, count W != 0)`` over the flat elements and writes ``L*W``
 to ``values`` (mode bit `VALUES`) and ``W dL/dp`` to ``grad`` (mode bit `GRAD`).
 """
@@ -75,14 +75,15 @@ def _count_nonzero(a):
 
 
 @njit(inline="always", error_model="numpy")
-def _block_scalar(yb, pb, wt, params, buf, gb, write_grad):
-    """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``buf``)."""
+def _block_scalar(yb, pb, wt, params, buf, gb, write_grad, gscale):
+    """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``buf``;
+    ``gscale * dL/dp`` into ``gb``)."""
     n = pb.shape[0]
     for i in range(n):
         buf[i] = VALUE(yb[i], pb[i], params) * wt
     if write_grad:
         for i in range(n):
-            gb[i] = wt * GRAD(yb[i], pb[i], params)
+            gb[i] = gscale * GRAD(yb[i], pb[i], params)
     return _sum(buf[:n])
 
 
@@ -100,15 +101,21 @@ def _block_weights(yb, pb, wb, params, buf, gb, write_grad):
 
 @njit(inline="always", error_model="numpy")
 def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values, write_grad):
-    """Partial sums over flat elements [start, stop) that all have the weight ``w[0]``."""
+    """Partial sums over flat elements [start, stop) that all have the weight ``w[0]``.
+
+    ``w[1]``, when given, multiplies the gradient instead of ``w[0]``: the weight over the
+    reduction's denominator, which a scalar weight lets the caller know before the pass
+    (`lossforge.compute.run`), saving it a second pass over the gradient.
+    """
     scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
     wt = w[0]
+    gscale = w[1] if w.shape[0] > 1 else wt
     weighted = 0.0
     for lo in range(start, stop, BLOCK):
         hi = min(stop, lo + BLOCK)
         buf = values[lo:hi] if write_values else scratch
         gb = grad[lo:hi] if write_grad else grad
-        weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad)
+        weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad, gscale)
     n = stop - start
     return weighted, float64(wt) * n, float64(n) if wt != 0 else 0.0
 
@@ -140,7 +147,7 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, writ
             gb = grad[lo:hi] if write_grad else grad
             if scalar:  # a broadcast run (per-sample weights): one weight, read once
                 wt = row[ii]
-                weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad)
+                weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad, wt)
                 weights += float64(wt) * (e - b)
                 nonzero += float64(e - b) if wt != 0 else 0.0
             else:
