@@ -149,7 +149,8 @@ _NUMERIC_KINDS = "biuf"
 # may share and replace them freely.
 _dtype_plans: dict = {}
 # (kernel dtype, float weight) -> the weight as a read-only 1-element array; only non-zero,
-# non-NaN floats, whose value determines their bytes (0.0 == -0.0; a NaN equals nothing)
+# non-NaN floats, whose value determines their bytes (0.0 == -0.0; a NaN equals nothing), and
+# only those whose conversion does not overflow (which warns on every call of the general path)
 _float_weights: dict = {}
 _PLANS_MAX = 256  # each cache is emptied when it reaches this size (bounded memory)
 
@@ -170,7 +171,7 @@ def _dtype_plan(key):
 
 def _float_weight(weights: float, kd: np.dtype) -> np.ndarray:
     w = scalar_weight(np.asarray(weights), kd)
-    if weights == weights and weights != 0:
+    if weights == weights and weights != 0 and (math.isfinite(w[0]) or math.isinf(weights)):
         if len(_float_weights) >= _PLANS_MAX:
             _float_weights.clear()
         _float_weights[(kd, weights)] = w

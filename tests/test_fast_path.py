@@ -141,6 +141,21 @@ def test_zero_weights_give_the_general_paths_zeros():
     assert spec(y, p, -0.0, Reduction.SUM_BY_NONZERO_WEIGHTS) == 0  # div_no_nan
 
 
+def test_a_weight_that_overflows_the_kernel_dtype_warns_on_every_call_as_before():
+    import warnings
+    spec = registry.get("mean_squared_error")
+    y, p = np.zeros((3, 2), np.float32), np.ones((3, 2), np.float32)
+    for weights in (1e300, 1e300, float("inf"), 1e-60):
+        with warnings.catch_warnings(record=True) as fast:
+            warnings.simplefilter("always")
+            got = spec(y, p, weights, Reduction.SUM)
+        with warnings.catch_warnings(record=True) as slow:
+            warnings.simplefilter("always")
+            want = general(spec, y, p, weights, Reduction.SUM)
+        assert same(got, want)
+        assert [str(w.message) for w in fast] == [str(w.message) for w in slow], weights
+
+
 def test_parameters_are_cached_by_value_and_type_never_across_them():
     spec = registry.get("huber_loss")
     y, p = inputs(spec, dtype=np.float32)
