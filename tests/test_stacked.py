@@ -332,10 +332,10 @@ def _simulator_worker(gpu: bool = False) -> None:
         "s": {"loss": "sparse_softmax_cross_entropy", "inputs": {"labels": "c", "logits": "x"}}}})
     batch = {"y": y, "p": p, "w": w, "c": cls, "x": x}
     cases += 1
-    cpu = objective.evaluate_stacked(batch)
-    gpu = objective.evaluate_stacked(batch, device="cuda")
-    if not np.allclose(gpu.total, cpu.total, rtol=1e-9):
-        failures.append(f"objective: cpu {cpu.total} vs gpu {gpu.total}")
+    on_cpu = objective.evaluate_stacked(batch)
+    on_cuda = objective.evaluate_stacked(batch, device="cuda")
+    if not np.allclose(on_cuda.total, on_cpu.total, rtol=1e-9):
+        failures.append(f"objective: cpu {on_cpu.total} vs gpu {on_cuda.total}")
     if gpu:  # the default launch over large batches
         kc.configure(threads=256, blocks=1024)
         yb, pb = rng.normal(size=(64, 2000, 50)), rng.normal(size=(64, 2000, 50))
