@@ -10,7 +10,7 @@ import numpy as np
 
 from .inputs import (as_array, check_weights_broadcast, float_dtypes, for_kernel, scalar_weight,
                      weights_view)
-from .reduction import LossState, Reduction, finalize
+from .reduction import LossState, Reduction, finalize, finalize_sums
 
 __all__ = ["run", "run_small", "prepare", "denominator", "DEVICES", "SCALAR_REDUCTIONS"]
 
@@ -129,16 +129,13 @@ def _unused(dtype: np.dtype, ndim: int) -> np.ndarray:
 
 # --- the small-input fast path ----------------------------------------------------------------
 
-_SUM, _MEAN, _OVER_SIZE, _BY_NONZERO = range(4)
-
-#: The scalar reductions, as members and as TF's string values, -> their finalize code in
-#: `run_small` (``Reduction.NONE`` is not here: it returns the weighted losses).
+#: The scalar reductions, as members and as TF's string values, -> the member, which
+#: `run_small` finalizes with (``Reduction.NONE`` is not here: it returns the weighted losses).
 SCALAR_REDUCTIONS: dict = {}
-for _member, _code in ((Reduction.SUM, _SUM), (Reduction.MEAN, _MEAN),
-                       (Reduction.SUM_OVER_BATCH_SIZE, _OVER_SIZE),
-                       (Reduction.SUM_BY_NONZERO_WEIGHTS, _BY_NONZERO)):
-    SCALAR_REDUCTIONS[_member] = SCALAR_REDUCTIONS[_member.value] = _code
-del _member, _code
+for _member in (Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE,
+                Reduction.SUM_BY_NONZERO_WEIGHTS):
+    SCALAR_REDUCTIONS[_member] = SCALAR_REDUCTIONS[_member.value] = _member
+del _member
 
 _ndarray = np.ndarray
 _set_flags = np.ndarray.setflags
@@ -178,10 +175,10 @@ def _float_weight(weights: float, kd: np.dtype) -> np.ndarray:
     return w
 
 
-def run_small(spec, labels, predictions, weights, code: int, params: tuple):
+def run_small(spec, labels, predictions, weights, reduction: Reduction, params: tuple):
     """``(value, (weighted_sum, weight_sum, nonzero_count), element_count)`` of an elementwise
     ``spec`` whose ``prepare`` is `registry.prepare_elementwise` (the caller checks that),
-    reduced by the `SCALAR_REDUCTIONS` code ``code``, with the checked kernel ``params``; or
+    reduced by the `SCALAR_REDUCTIONS` member ``reduction``, with the checked kernel ``params``; or
     None when the call is not a small one on two ndarrays: the general path (`prepare`,
     `run`) computes it.
 
@@ -228,16 +225,7 @@ def run_small(spec, labels, predictions, weights, code: int, params: tuple):
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
     k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
     sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
-    s, ws, nz = sums
-    if code == _BY_NONZERO:  # finalize's div_no_nan, without its LossState
-        value = 0.0 if nz == 0 else s / nz
-    elif code == _SUM:
-        value = s
-    elif code == _MEAN:
-        value = 0.0 if ws == 0 else s / ws
-    else:
-        value = s / float(n)  # n > 0
-    return out.type(value), sums, n
+    return out.type(finalize_sums(*sums, n, reduction)), sums, n
 
 
 # --- devices -------------------------------------------------------------------------------------

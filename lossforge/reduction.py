@@ -129,10 +129,18 @@ def finalize(state: LossState, reduction) -> float:
         raise InvalidArgumentError(
             "Reduction.NONE has no scalar value: `finalize` needs a reducing `reduction`; "
             "NONE returns the weighted losses themselves.")
+    return finalize_sums(state.weighted_sum, state.weight_sum, state.nonzero_count,
+                         state.element_count, reduction)
+
+
+def finalize_sums(weighted_sum: float, weight_sum: float, nonzero_count: float,
+                  element_count: int, reduction: Reduction) -> float:
+    """`finalize` of the sums themselves (no `LossState` to build: the small-call fast path),
+    for a reducing `Reduction` member."""
     if reduction is Reduction.SUM:
-        return state.weighted_sum
+        return weighted_sum
     if reduction is Reduction.MEAN:
-        return div_no_nan(state.weighted_sum, state.weight_sum)
+        return div_no_nan(weighted_sum, weight_sum)
     if reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        return div_no_nan(state.weighted_sum, float(state.element_count))
-    return div_no_nan(state.weighted_sum, state.nonzero_count)
+        return div_no_nan(weighted_sum, float(element_count))
+    return div_no_nan(weighted_sum, nonzero_count)

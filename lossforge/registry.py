@@ -239,8 +239,8 @@ class LossSpec:
         if reduction is None:
             reduction = self.reduction
         # the fast path of small calls: a scalar reduction on the CPU, two ndarray inputs
-        code = SCALAR_REDUCTIONS.get(reduction) if type(reduction) in _REDUCTION_TYPES else None
-        if code is not None and self.prepare is prepare_elementwise and \
+        scalar = SCALAR_REDUCTIONS.get(reduction) if type(reduction) in _REDUCTION_TYPES else None
+        if scalar is not None and self.prepare is prepare_elementwise and \
                 type(device) is str and device == "cpu":
             kernel_params = None
             cached = self.__dict__.get("_params_cache")
@@ -251,7 +251,7 @@ class LossSpec:
                     kernel_params = cached[1].get(tuple(params.items()))
             if kernel_params is None:
                 kernel_params = self._fast_params(params)
-            result = compute.run_small(self, labels, predictions, weights, code, kernel_params)
+            result = compute.run_small(self, labels, predictions, weights, scalar, kernel_params)
             if result is not None:
                 return result[0]
         reduction = resolve_reduction(reduction)

@@ -42,8 +42,8 @@ def same(a, b) -> bool:
 
 
 def fast_taken(spec, labels, predictions, weights=1.0, reduction=None) -> bool:
-    code = compute.SCALAR_REDUCTIONS[spec.reduction if reduction is None else reduction]
-    return compute.run_small(spec, labels, predictions, weights, code,
+    scalar = compute.SCALAR_REDUCTIONS[spec.reduction if reduction is None else reduction]
+    return compute.run_small(spec, labels, predictions, weights, scalar,
                              spec.resolve_call({})[0]) is not None
 
 

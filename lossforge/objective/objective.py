@@ -331,11 +331,11 @@ class Objective:
         if labels is _MISSING or predictions is _MISSING or weights is _MISSING or \
                 type(reduction) not in _REDUCTION_TYPES:
             return None
-        code = compute.SCALAR_REDUCTIONS.get(reduction)
-        if code is None:
+        scalar = compute.SCALAR_REDUCTIONS.get(reduction)
+        if scalar is None:
             return None
         try:
-            result = compute.run_small(routed, labels, predictions, weights, code, kernel_params)
+            result = compute.run_small(routed, labels, predictions, weights, scalar, kernel_params)
         except LossforgeError as exc:
             raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({routed.name}): "
                             f"{exc}") from None
