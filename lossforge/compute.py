@@ -86,14 +86,8 @@ def _fold_denominator(w: np.ndarray, reduction: Reduction, n: int) -> tuple[np.n
     NaN) and a denominator of 1 are left to the caller.
     """
     wt = float(w[0])
-    if reduction is Reduction.MEAN:
-        denom = wt * n
-    elif reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        denom = float(n)
-    elif reduction is Reduction.SUM_BY_NONZERO_WEIGHTS:
-        denom = float(n) if wt != 0 else 0.0
-    else:
-        return w, False
+    # the state's weight and non-zero sums are known for a scalar weight
+    denom = denominator(LossState(0.0, wt * n, float(n) if wt != 0 else 0.0, n), reduction)
     if denom == 0 or denom == 1 or denom != denom:
         return w, False
     return np.array((w[0], (1.0 / denom) * wt), dtype=w.dtype), True
