@@ -383,7 +383,7 @@ def prepare(spec, labels, predictions, weights, params: dict):
     return prepared._replace(y=y, p=p, weights=w), kernel_params
 
 
-def _device_weights(weights, loss_shape, kd):
+def _device_weights(weights, loss_shape, kd, scratch=None):
     """``(compact weights on the device, M, I)`` for ``loss_pass`` (see its docstring)."""
     from ..inputs import weights_view
     if is_device_array(weights):
@@ -392,12 +392,13 @@ def _device_weights(weights, loss_shape, kd):
         view = weights_view(_standin(weights.shape, kd), loss_shape, kd)
         own = tuple(s if st else 1 for s, st in zip(view.shape, view.strides))
         if math.prod(own) != weights.size:
-            return _device_weights(weights.copy_to_host(), loss_shape, kd)
+            return _device_weights(weights.copy_to_host(), loss_shape, kd, scratch)
         return _converted(_reshape(weights, own), kd), view.shape[1], view.shape[2]
     view = weights_view(weights, loss_shape, kd)
     compact = _host_contiguous(view[tuple(slice(None) if st else slice(0, 1) for st in view.strides)])
     if compact.size == 1:
-        return _scratch().scalar_weight(compact), view.shape[1], view.shape[2]
+        # ``scratch``: the caller's `_scratch()`, looked up once a call (it costs ~10 µs)
+        return (scratch or _scratch()).scalar_weight(compact), view.shape[1], view.shape[2]
     return cuda.to_device(compact), view.shape[1], view.shape[2]
 
 
@@ -555,7 +556,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     sums = (0.0, 0.0, 0.0)
     if n:
         module = kernel_module(spec)
-        w, middle, inner = _device_weights(weights, loss_shape, kd)
+        w, middle, inner = _device_weights(weights, loss_shape, kd, scratch)
         mode = (VALUES if none else 0) | (GRAD if with_grad else 0)
         blocks, threads = launch_configuration(n)
         args = (dy, dp, w, int(middle), int(inner), tuple(float(v) for v in params), int(n),
