@@ -49,48 +49,29 @@ _STRICT = dict(fastmath=False, error_model="numpy")
 
 # --- bit casts and fused multiply-add (no numba builtin for either) ------------------------
 
-@intrinsic
-def _as_int(typingctx, x):
-    """The bits of a float32 as an int32."""
-    if x != types.float32:
-        return None
+def _bitcast(name: str, source, target, target_ir, doc: str):
+    """An intrinsic that reinterprets a ``source`` value's bits as ``target`` (numba has no
+    builtin for it)."""
+    def cast(typingctx, x):
+        if x != source:
+            return None
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _as_float(typingctx, i):
-    """The float32 whose bits are an int32."""
-    if i != types.int32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], target_ir)
+        return target(source), codegen
+    cast.__name__ = cast.__qualname__ = name  # numba names (and caches) an intrinsic by it
+    cast.__doc__ = doc
+    return intrinsic(cast)
 
 
-@intrinsic
-def _as_int64(typingctx, x):
-    """The bits of a float64 as an int64."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _as_float64(typingctx, i):
-    """The float64 whose bits are an int64."""
-    if i != types.int64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-    return types.float64(types.int64), codegen
+_as_int = _bitcast("_as_int", types.float32, types.int32, ir.IntType(32),
+                   "The bits of a float32 as an int32.")
+_as_float = _bitcast("_as_float", types.int32, types.float32, ir.FloatType(),
+                     "The float32 whose bits are an int32.")
+_as_int64 = _bitcast("_as_int64", types.float64, types.int64, ir.IntType(64),
+                     "The bits of a float64 as an int64.")
+_as_float64 = _bitcast("_as_float64", types.int64, types.float64, ir.DoubleType(),
+                       "The float64 whose bits are an int64.")
 
 
 @intrinsic
