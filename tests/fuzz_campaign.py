@@ -1958,16 +1958,25 @@ def _splittable(objective, batch):
     return sizes.pop() if len(sizes) == 1 else None
 
 
+def _draw_objective_and_batch(ctx: Ctx):
+    """``(objective, batch, params)`` from a drawn config, or None when lossforge refuses the
+    config (the config targets check those refusals)."""
+    try:
+        objective = lossforge.load_objective(draw_config(ctx))
+    except LossforgeError:
+        return None
+    return (objective, *draw_batch(ctx, objective))
+
+
 def target_evaluate():
     """``Objective.evaluate(batches)``: chunks along axis 0 give the one-call references."""
     def body(data, tmp):
         ctx = _ctx_from(data, tmp)
         try:
-            try:
-                objective = lossforge.load_objective(draw_config(ctx))
-            except LossforgeError:
+            drawn = _draw_objective_and_batch(ctx)
+            if drawn is None:
                 return
-            batch, params = draw_batch(ctx, objective)
+            objective, batch, params = drawn
             size = _splittable(objective, batch)
             chunks = [batch]
             if size and size > 1:
@@ -2023,11 +2032,10 @@ def target_evaluate_stacked():
     def body(data, tmp):
         ctx = _ctx_from(data, tmp)
         try:
-            try:
-                objective = lossforge.load_objective(draw_config(ctx))
-            except LossforgeError:
+            drawn = _draw_objective_and_batch(ctx)
+            if drawn is None:
                 return
-            batch, params = draw_batch(ctx, objective)
+            objective, batch, params = drawn
             count = ctx.draw(st.integers(1, 3), "K")
             arrays = {}
             for key, value in batch.items():
