@@ -53,7 +53,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
                 w, scaled = _fold_denominator(w, reduction, n)
         else:
             w = weights_view(weights, loss_shape, kd)
-        if n >= kernels.PARALLEL_THRESHOLD:
+        if max(n, p.size) >= kernels.PARALLEL_THRESHOLD:  # rows of a row-wise loss count as work
             with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
                 sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, mode)
         else:

@@ -29,7 +29,15 @@ def GRAD_AT(y, p, j, scale, grad, params):
 
 VALUES = 1  # mode bit: write L * W to `values`
 GRAD = 2    # mode bit: write W * dL/dp to `grad`
-CHUNK = 16384  # elements per parallel work item; partial sums stay in float64
+CHUNK = 16384  # input elements per parallel work item; partial sums stay in float64
+
+
+@njit(inline="always")
+def chunk_rows(size, n):
+    """Loss elements per parallel work item: ~CHUNK input elements' worth. A row-wise loss
+    reads ``size / n`` inputs per loss element (a row of 1000 logits), so a chunk of CHUNK loss
+    elements would be one chunk for 16384 rows: one thread doing all the work."""
+    return max(1, CHUNK // max(1, size // max(1, n)))
 
 
 @njit(inline="always", error_model="numpy")
@@ -91,10 +99,11 @@ def run_serial(y, p, w, params, n, values, grad, mode):
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def run_parallel(y, p, w, params, n, values, grad, mode):
-    chunks = (n + CHUNK - 1) // CHUNK
+    rows = chunk_rows(p.size, n)
+    chunks = (n + rows - 1) // rows
     parts = np.zeros((chunks, 3))
     for c in prange(chunks):
-        a, b, d = _pass_range(y, p, w, params, c * CHUNK, min(n, (c + 1) * CHUNK), values, grad,
+        a, b, d = _pass_range(y, p, w, params, c * rows, min(n, (c + 1) * rows), values, grad,
                               mode)
         parts[c, 0] = a
         parts[c, 1] = b
