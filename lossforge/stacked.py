@@ -140,12 +140,16 @@ def _run_cpu(spec, prepared, kernel_params, segment: int, count: int, out: np.nd
     from .kernels import template as cpu_template
     y, p, weights, loss_shape, _, _, kd = prepared
     module = kernels.generated_module(spec, "template_stacked.py", prefix="stacked_")
-    # a single call on one batch sums in one chunk below the threshold, else in CHUNKs
-    chunk = segment if segment < kernels.PARALLEL_THRESHOLD else cpu_template.CHUNK
+    # a single call on one batch sums in one chunk below the threshold, else in chunks of
+    # `chunk_rows` (both counted in inputs: a row-wise loss's loss element is a row of them)
     n = segment * count
-    run = module.run_stacked if n >= kernels.PARALLEL_THRESHOLD else module.run_stacked_serial
+    per_element = max(1, p.size // n)
+    single_parallel = segment * per_element >= kernels.PARALLEL_THRESHOLD
+    chunk = cpu_template.chunk_rows.py_func(p.size, n) if single_parallel else segment
+    parallel = n * per_element >= kernels.PARALLEL_THRESHOLD
+    run = module.run_stacked if parallel else module.run_stacked_serial
     sums = np.zeros((count, 3))
-    with kernels.parallel_launch() if n >= kernels.PARALLEL_THRESHOLD else contextlib.nullcontext():
+    with kernels.parallel_launch() if parallel else contextlib.nullcontext():
         kernels.call(run, y, p, weights_view(weights, loss_shape, kd),
                      tuple(float(v) for v in kernel_params), segment, count, chunk, sums)
     out[:, :3] = sums

@@ -9,8 +9,8 @@ The K batches are concatenated along their first axis before the loss's ``prepar
 (k + 1) * segment)``. `run_stacked` computes the partial state ``(sum L*W, sum W,
 count W != 0)`` of each batch: one ``prange`` over K x chunks, then a ``prange`` over K summing
 each batch's chunks in chunk order. ``chunk`` is the chunking of a single call on one batch
-(one chunk below ``PARALLEL_THRESHOLD`` elements, else ``template.CHUNK``), so each batch's
-state is summed in the same order as a separate call's. Values and gradients are not written:
+(one chunk below ``PARALLEL_THRESHOLD`` input elements, else ``template.chunk_rows``), so each
+batch's state is summed in the same order as a separate call's. Values and gradients are not written:
 stacked evaluation reduces only.
 """
 import numpy as np
