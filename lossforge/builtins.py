@@ -473,12 +473,12 @@ BUILTINS = [
                 extended=EXTENDED["sparse_softmax_cross_entropy"],
                 options=("class_weights", "ignore_index", "label_smoothing")),
     LossSpec("cosine_distance", F.cosine_distance, F.cosine_distance_grad, kind="rowwise",
-             prepare=_prepare_cosine, example=_cosine_example, builtin=True,
+             prepare=_prepare_cosine, example=_cosine_example, builtin=True, float32_math=True,
              doc="``1 - sum_axis(y * p)`` (inputs unit-normalised), keeping ``axis`` with size 1."),
     LossSpec("mean_pairwise_squared_error", F.mean_pairwise_squared_error,
              F.mean_pairwise_squared_error_grad, kind="rowwise", reduction=Reduction.SUM,
              aliases=("sum_of_pairwise_squares",), prepare=_prepare_pairwise,
-             example=_pairwise_example, builtin=True,
+             example=_pairwise_example, builtin=True, float32_math=True,
              doc="Per sample ``sum_{i<j} ((p_i - p_j) - (y_i - y_j))**2 / C(n, 2)`` over its "
                  "non-zero-weight elements, times the sample's weight sum; default reduction SUM."),
     # --- beyond TensorFlow -------------------------------------------------------------------

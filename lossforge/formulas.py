@@ -236,13 +236,18 @@ def sparse_softmax_cross_entropy_grad(labels, x, j, scale, out):
 
 def cosine_distance(y, p, j):
     """Fibre ``j`` of ``(outer, axis, inner)`` arrays: ``1 - sum_axis(y * p)``."""
+    return 1.0 - _fibre_dot(y, p, j)
+
+
+def _fibre_dot(y, p, j):
+    """``sum_axis(y * p)`` along fibre ``j`` of ``(outer, axis, inner)`` arrays, in float64."""
     inner = y.shape[2]
     o = j // inner
     i = j - o * inner
     s = 0.0
     for d in range(y.shape[1]):
         s += float(y[o, d, i]) * float(p[o, d, i])
-    return 1.0 - s
+    return s
 
 
 def cosine_distance_grad(y, p, j, scale, out):
@@ -567,28 +572,31 @@ def mean_pairwise_squared_error(y, p, j):
     """Sample ``j``: ``2 SS / (n - 1) - 2 S**2 / (n (n - 1))`` with ``d = p - y``, ``SS = sum d**2``,
     ``S = sum d`` over the sample and ``n`` its count of non-zero weights, packed by the prepare
     as ``y[j, -1]``; each division is 0 when its denominator is <= 0 (TF's div_no_nan)."""
-    count = p.shape[1]
-    n = float(y[j, count])
-    ss = 0.0
-    s = 0.0
-    for e in range(count):
-        d = float(p[j, e]) - float(y[j, e])
-        ss += d * d
-        s += d
+    s, ss, n = _row_diff_sums(y[j], p[j])
     first = 2.0 * ss / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 2.0 * s * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
     return first - second
 
 
+def _row_diff_sums(y, p):
+    """``(S, SS, n)`` of a packed sample row: ``d = p - y`` over ``p``'s elements, ``S = sum d``,
+    ``SS = sum d**2``, and the count ``n`` packed after the labels, all in float64."""
+    ss = 0.0
+    s = 0.0
+    for e in range(p.shape[0]):
+        d = float(p[e]) - float(y[e])
+        ss += d * d
+        s += d
+    return s, ss, float(y[p.shape[0]])
+
+
 def mean_pairwise_squared_error_grad(y, p, j, scale, out):
     """``d/dp_e = 4 d_e / (n - 1) - 4 S / (n (n - 1))`` (the same zero-denominator rule)."""
     count = p.shape[1]
-    n = float(y[j, count])
-    s = 0.0
-    for e in range(count):
-        s += float(p[j, e]) - float(y[j, e])
+    s, _, n = _row_diff_sums(y[j], p[j])
     first = 4.0 / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 4.0 * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
+    first, second = float(first), float(second)  # (a float32 kernel writes in float32)
     for e in range(count):
         out[j, e] = scale * (first * (float(p[j, e]) - float(y[j, e])) - second)
 

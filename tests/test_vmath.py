@@ -198,9 +198,38 @@ def test_row_helpers_match_their_formula_namesakes():
             formulas._row_shifted_dot(z, row, m), rel=1e-7)
         assert vmath.row_shifted_sum(row[np.isfinite(row)], np.float32(m)) == pytest.approx(
             formulas._row_shifted_sum(row[np.isfinite(row)], m), rel=1e-7)
-    # a NaN anywhere in the row makes the log-sum-exp NaN (maxnum alone would skip it)
-    row = np.array([1.0, np.nan, 3.0], np.float32)
-    assert math.isnan(vmath.row_logsumexp(row)[1])
+        # the row-wise formulas' other sums: float64 products and differences of float32s
+        # are exact, so only the order of the sums differs
+        packed = np.append(z, np.float32(7))
+        for got, want in zip(vmath.row_diff_sums(packed, row), formulas._row_diff_sums(packed, row)):
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+        for shape in ((1, row.size, 1), (row.size, 1, 1), (1, 1, row.size)):
+            y3, p3 = z.reshape(shape), row.reshape(shape)
+            for j in range(min(3, shape[0] * shape[2])):
+                assert vmath.fibre_dot(y3, p3, j) == pytest.approx(
+                    formulas._fibre_dot(y3, p3, j), rel=1e-12, abs=1e-12)
+    # a NaN anywhere in the row makes the log-sum-exp NaN (maxnum alone would skip it), as do
+    # an all -inf row (-inf - -inf) and an inf logit (inf - inf), as in the float64 formula
+    for row in ([1.0, np.nan, 3.0], [-np.inf, -np.inf], [np.inf, 1.0], [np.nan, np.nan]):
+        row = np.array(row, np.float32)
+        assert math.isnan(vmath.row_logsumexp(row)[1])
+        assert math.isnan(formulas._row_logsumexp(row.astype(np.float64))[1])
+
+
+def test_row_logsumexp_keeps_the_small_sum_of_a_confident_row():
+    """The maxima's exact 1s are counted apart from the float32 block sums of the other terms,
+    so the loss of a confident row (1 + 999 e**-40) is not rounded to 0; ties count once each;
+    rows longer than a block sum block by block."""
+    row = np.array([20.0] + [-20.0] * 999, np.float32)
+    terms = 999 * math.exp(float(np.float32(-20.0)) - 20.0)
+    assert vmath.row_logsumexp(row)[1] == pytest.approx(math.log1p(terms), rel=1e-6)
+    tie = np.array([5.0, 5.0, 5.0 - 30.0], np.float32)
+    assert vmath.row_logsumexp(tie)[1] == pytest.approx(math.log(2 + math.exp(-30.0)), rel=1e-7)
+    rng = np.random.default_rng(4)
+    for size in (1, 511, 512, 513, 5000):
+        row = (rng.normal(size=size) * 10).astype(np.float32)
+        want = formulas._row_logsumexp(row.astype(np.float64))[1]
+        assert vmath.row_logsumexp(row)[1] == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
 def test_float32_variant_reads_constants_and_math_as_float32():

@@ -343,17 +343,39 @@ def to_float32(x):
 _ROWS = dict(error_model="numpy", fastmath={"reassoc"})
 
 
+_SUM_BLOCK = 512  # terms summed in the row's dtype before the float64 sum (see row_logsumexp)
+
+
 @njit(**_ROWS)
 def row_logsumexp(row):
     """``(m, log(sum(exp(row - m))))``, ``m = max(row)``, both float64: ``exp`` runs in the
     row's dtype, the sum and its one ``log`` in float64 (a float32 log of a sum near 1 would
-    lose the relative precision of a small loss)."""
+    lose the relative precision of a small loss).
+
+    The terms are summed in the row's dtype over blocks of `_SUM_BLOCK`, the block sums in
+    float64: widening every float32 term halved the vector lanes (0.69 -> 0.44 ns per logit).
+    The terms are positive, so a block sum keeps a small relative error, and the exact 1s of
+    the maxima are counted apart, so a sum ``1 + tiny`` of a confident row keeps its ``tiny``.
+    """
     m = _like(row, -np.inf)
-    for k in range(row.shape[0]):
+    n = row.shape[0]
+    for k in range(n):
         m = _maxnum(m, row[k])
     s = 0.0
-    for k in range(row.shape[0]):
-        s += np.float64(exp(row[k] - m))
+    if not (m > -np.inf and m < np.inf):  # row - m is NaN somewhere (or nothing but NaN)
+        for k in range(n):
+            s += np.float64(exp(row[k] - m))
+        return np.float64(m), math.log(s)
+    zero, one = _like(row, 0.0), _like(row, 1.0)
+    for b in range(0, n, _SUM_BLOCK):
+        block = row[b:min(b + _SUM_BLOCK, n)]  # a view indexed from 0: no gathers
+        terms = zero
+        maxima = zero
+        for k in range(block.shape[0]):
+            v = block[k]
+            terms += exp(v - m) if v != m else zero  # NaN: v != m, and the NaN is summed
+            maxima += one if v == m else zero
+        s += np.float64(terms) + np.float64(maxima)
     return np.float64(m), math.log(s)
 
 
@@ -384,6 +406,38 @@ def row_shifted_sum(x, m):
     return s
 
 
+@njit(**_ROWS)
+def fibre_dot(y, p, j):
+    """``sum_axis(y * p)`` along fibre ``j`` of ``(outer, axis, inner)`` arrays, in float64
+    (products of float32s are exact in it)."""
+    inner = y.shape[2]
+    o = j // inner
+    s = 0.0
+    if inner == 1:  # the common case (the axis is the last one): a contiguous row
+        yr = y[o].reshape(y.shape[1])
+        pr = p[o].reshape(p.shape[1])
+        for d in range(yr.shape[0]):
+            s += np.float64(yr[d]) * np.float64(pr[d])
+        return s
+    i = j - o * inner
+    for d in range(y.shape[1]):
+        s += np.float64(y[o, d, i]) * np.float64(p[o, d, i])
+    return s
+
+
+@njit(**_ROWS)
+def row_diff_sums(y, p):
+    """``(S, SS, n)`` of a packed sample row: ``d = p - y`` over ``p``'s elements (in float64,
+    exact for float32 inputs), ``S = sum d``, ``SS = sum d**2``, ``n = y[-1]``."""
+    ss = 0.0
+    s = 0.0
+    for e in range(p.shape[0]):
+        d = np.float64(p[e]) - np.float64(y[e])
+        ss += d * d
+        s += d
+    return s, ss, np.float64(y[p.shape[0]])
+
+
 def _f32_math() -> ModuleType:
     """``math`` with the functions above and float32 constants (``inf``, ``nan``, ``pi``...)."""
     module = ModuleType("lossforge.kernels.vmath.F32_MATH", "math, as float32 kernels see it")
@@ -406,7 +460,8 @@ def _replacements() -> dict:
             math.pow: pow,
             formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
             formulas._row_shifted_dot: row_shifted_dot,
-            formulas._row_shifted_sum: row_shifted_sum}
+            formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
+            formulas._row_diff_sums: row_diff_sums}
 
 
 #: What a float32 formula variant calls instead of a global: ``math`` functions imported by
