@@ -219,7 +219,8 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
     k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
     sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
-    return out.type(finalize_sums(*sums, n, reduction)), sums, n
+    weighted_sum, weight_sum, nonzero_count = sums
+    return out.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, n, reduction)), sums, n
 
 
 # --- devices -------------------------------------------------------------------------------------

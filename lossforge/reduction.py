@@ -137,10 +137,17 @@ def finalize_sums(weighted_sum: float, weight_sum: float, nonzero_count: float,
                   element_count: int, reduction: Reduction) -> float:
     """`finalize` of the sums themselves (no `LossState` to build: the small-call fast path),
     for a reducing `Reduction` member."""
-    if reduction is Reduction.SUM:
+    # (the members as module constants: `Reduction.SUM` is a class attribute lookup through
+    # the enum's metaclass, ~70 ns each; div_no_nan inlined: one call fewer per small call)
+    if reduction is _SUM:
         return weighted_sum
-    if reduction is Reduction.MEAN:
-        return div_no_nan(weighted_sum, weight_sum)
-    if reduction is Reduction.SUM_OVER_BATCH_SIZE:
-        return div_no_nan(weighted_sum, float(element_count))
-    return div_no_nan(weighted_sum, nonzero_count)
+    if reduction is _MEAN:
+        denominator = weight_sum
+    elif reduction is _SUM_OVER_BATCH_SIZE:
+        denominator = float(element_count)
+    else:
+        denominator = nonzero_count
+    return 0.0 if denominator == 0 else weighted_sum / denominator
+
+
+_SUM, _MEAN, _SUM_OVER_BATCH_SIZE = Reduction.SUM, Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE

@@ -367,3 +367,100 @@ def test_fast_constructors_build_equal_objects():
     result = _objective()(_batch(np.float32), {"w1": np.ones(3)})
     assert result == ObjectiveResult(result.total, result.components)
     assert _same_results(pickle.loads(pickle.dumps(result)), result)
+
+
+# --- the objective's call plan and the regularizers' fast branch ---------------------------------
+
+def test_objective_call_plan_follows_a_replaced_weighting_config_and_terms():
+    import dataclasses
+
+    from lossforge.objective.config import WeightingConfig
+    from lossforge.objective.weighting import Static, make_weighting
+    objective = _objective()
+    params = {"w1": np.arange(6.0).reshape(2, 3), "log_var/click": 0.7, "log_var/rating": -0.3}
+    batch = _batch(np.float32)
+
+    def check():
+        fast = objective(batch, params)
+        assert _same_results(fast, objective(MappingProxyType(batch), params))
+        return fast
+
+    first = check()
+    assert [first[t.name].weight for t in objective.config.terms] == [2.0, 1.0, 1.0, 1.0]
+    objective.weighting = make_weighting(WeightingConfig("uncertainty"), objective.config.terms)
+    result = check()  # a new weighting object: not the static plan's weights
+    assert result["click"].weight == 2.0 * np.exp(-0.7) and "click/log_var" in result.components
+    terms = tuple(dataclasses.replace(t, weight=t.weight * 3) for t in objective.config.terms)
+    objective.weighting = Static(terms)
+    assert check()["click"].weight == 6.0 and "click/log_var" not in check().components
+    objective.weighting.terms = objective.config.terms  # the same Static, its terms replaced
+    assert check()["click"].weight == 2.0
+    objective.config = dataclasses.replace(objective.config, regularizers=())  # a new config
+    assert "l2" not in check().components
+    objective.weighting = make_weighting(WeightingConfig("dwa", 2.0), objective.config.terms)
+    objective.tracker.reset()
+    weights = set()
+    for epoch in range(4):  # DWA's weights change with the tracker's epochs
+        batch = _batch(np.float32, epoch)
+        weights.add(check()["click"].weight)
+        objective.tracker.end_epoch()
+    assert len(weights) == 3  # 2.0 in epochs 0 and 1, then two others
+    restored = pickle.loads(pickle.dumps(objective))  # the plan is not pickled: made again
+    assert "_call_plan" not in restored.__dict__
+    assert _same_results(restored(batch, params), objective(batch, params))
+
+
+def _reference_regularizer(config, params) -> float:
+    """`regularizer_value` as it was written before its fast branch (`ndarray.sum`)."""
+    total = 0.0
+    for key in config.params:
+        w = np.asarray(params[key]).astype(np.float64, copy=False)
+        if config.scale_l1:
+            total += config.scale_l1 * float(np.abs(w).sum())
+        if config.scale_l2:
+            total += config.scale_l2 * 0.5 * float((w * w).sum())
+    return total
+
+
+def test_regularizers_match_the_sum_and_leave_the_params_as_they_were():
+    from lossforge.objective.config import RegularizerConfig
+    from lossforge.objective.regularizers import regularizer_value
+    rng = np.random.default_rng(7)
+    base = rng.normal(scale=3.0, size=(17, 9))
+    arrays = [base.astype(dtype) for dtype in (np.float32, np.float64, np.float16, ">f8")]
+    arrays += [(base * 40).astype(np.int32), (base * 40).astype(np.int64), base > 0,
+               base.astype(np.uint8), np.asfortranarray(base), base.T, base[::2, ::-3],
+               base.astype(np.float32)[::-1], base.ravel(), rng.normal(size=(3, 4, 5)),
+               rng.normal(size=1000), np.zeros((0, 3)), np.array([-0.0]), np.array(2.5),
+               np.float32(1.5), 3, -2.5, [[1.0, 2.0], [3.0, 4.0]],
+               np.array([1.0, np.nan]), np.array([np.inf, 1.0]), np.array([1e300, 1e300]),
+               np.lib.stride_tricks.as_strided(base, writeable=False)]
+    configs = [RegularizerConfig("r", "l2", ("a", "b"), 0.0, 1e-4),
+               RegularizerConfig("r", "l1", ("a",), 0.3, 0.0),
+               RegularizerConfig("r", "l1_l2", ("a", "b"), 0.01, 0.7)]
+    for config in configs:
+        for a in arrays:
+            for params in ({"a": a, "b": arrays[0]}, MappingProxyType({"a": a, "b": a})):
+                copies = {k: np.array(v, copy=True) for k, v in params.items()}
+                flags = {k: v.flags.writeable for k, v in params.items()
+                         if isinstance(v, np.ndarray)}
+                with np.errstate(over="ignore"):
+                    got = regularizer_value(config, params)
+                    want = _reference_regularizer(config, params)
+                assert type(got) is float and same(got, want), (config.name, a)
+                for k, v in params.items():  # untouched (the square is taken in place on a copy)
+                    np.testing.assert_array_equal(np.asarray(v), copies[k])
+                    if k in flags:
+                        assert v.flags.writeable == flags[k]
+    l2 = configs[0]
+    w = np.ones((4, 4), np.float32)
+    params = {"a": w, "b": w}
+    assert regularizer_value(l2, params) == 1e-4 * 16
+    w *= 3  # changed in place between calls: no value is kept from the last call
+    assert regularizer_value(l2, params) == 1e-4 * 0.5 * 9 * 32
+    for bad, error in (({"a": w}, "needs the parameter array 'b'"),
+                       (None, "needs the parameter"), ([w, w], "must be a mapping"),
+                       ({"a": w, "b": np.array(["x"])}, "real numbers"),
+                       ({"a": w, "b": None}, "must not be None")):
+        with pytest.raises((InvalidArgumentError, InvalidTypeError), match=error):
+            regularizer_value(l2, bad)

@@ -12,7 +12,7 @@ from ..reduction import LossState, Reduction, make_state
 from .config import ObjectiveConfig, parse_config
 from .regularizers import regularizer_grad, regularizer_value
 from .tracker import Tracker
-from .weighting import Uncertainty, make_weighting
+from .weighting import Static, Uncertainty, make_weighting
 
 __all__ = ["Component", "Objective", "ObjectiveResult", "load_objective"]
 
@@ -108,7 +108,7 @@ class Objective:
         specs, which hold compiled kernels, are looked up by name again when unpickled (a loss
         registered at run time must be registered in the receiving process too)."""
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_specs", "_plans", "_fast_plans")}
+                if k not in ("_specs", "_plans", "_fast_plans", "_call_plan")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -154,6 +154,12 @@ class Objective:
 
     def __call__(self, batch, params=None, device: str = "cpu") -> ObjectiveResult:
         """Evaluate every component on ``batch`` (a mapping of arrays) and record the result."""
+        if type(batch) is dict and type(device) is str and device == "cpu":
+            plan = self.__dict__.get("_call_plan")
+            if plan is None or plan[0] is not self.config or plan[1] is not self.weighting:
+                plan = self._make_call_plan()
+            if plan:
+                return self._evaluate_dict(batch, params, plan)
         return self._evaluate(batch, params, device, False)[0]
 
     def value_and_grad(self, batch, params=None, device: str = "cpu"):
@@ -237,20 +243,10 @@ class Objective:
         components: dict[str, Component] = {}
         grads: dict[str, np.ndarray] = {}
         specs = self._specs
-        fast = not with_grad and type(batch) is dict and type(device) is str and device == "cpu"
-        plans = self.__dict__.get("_fast_plans") if fast else None
         for term in self.config.terms:
             name = term.name
             spec = specs[name]
-            out = None
-            if fast:
-                plan = None if plans is None else plans.get(name)
-                if plan is None:
-                    plan = self._make_fast_plan(term, spec)
-                if plan:
-                    out = self._fast_term(term, spec, batch, plan)
-            if out is None:
-                out = self._general_term(term, spec, batch, device, with_grad)
+            out = self._general_term(term, spec, batch, device, with_grad)
             value, grad, state, reduction, dtype = out
             weight = weights[name]
             components[name] = _component(name, value, weight, weight * value, "term", state,
@@ -279,15 +275,79 @@ class Objective:
         self.tracker.record(result)
         return (result, grads) if with_grad else (result, None)
 
+    def _evaluate_dict(self, batch, params, plan) -> ObjectiveResult:
+        """`_evaluate`'s result of a value-only CPU call on a dict batch, with the objective's
+        call plan (`_make_call_plan`): each term through `_fast_component` where its plan
+        allows, else `_general_term`, then the same components, additions in the same order
+        and the same record, without what `_evaluate` would decide again on every call."""
+        config, weighting, entries, uncertainty, static = plan
+        if static is not None and weighting.terms is static[0]:
+            weights = static[1]
+        else:
+            weights = weighting.weights(self.tracker, params)
+        components: dict[str, Component] = {}
+        fast_component = self._fast_component
+        for name, term, spec, fast_plan in entries:
+            weight = weights[name]
+            c = fast_component(name, term, spec, batch, fast_plan, weight) if fast_plan else None
+            if c is None:
+                value, _, state, reduction, dtype = self._general_term(term, spec, batch, "cpu",
+                                                                       False)
+                c = _component(name, value, weight, weight * value, "term", state, reduction,
+                               dtype)
+            components[name] = c
+        if uncertainty:
+            for term in config.terms:
+                s = weighting.log_var(term.name, params)
+                name = f"{term.name}/log_var"
+                components[name] = _component(name, s, 1.0, s, "log_var")
+        for reg in config.regularizers:
+            value = regularizer_value(reg, params)
+            components[reg.name] = _component(reg.name, value, 1.0, value, "regularizer")
+        total = 0.0
+        for c in components.values():
+            total += c.weighted
+        result = _new(ObjectiveResult)
+        result.__dict__.update(total=total, components=MappingProxyType(components))
+        self.tracker.record(result)
+        return result
+
+    def _make_call_plan(self):
+        """``(config, weighting, ((name, term, spec, fast plan or False), ...), whether the
+        weighting is `Uncertainty`, static weights)``, cached while ``self.config`` and
+        ``self.weighting`` are the objects it was made from (the configs are frozen; the term
+        plans are those `_make_fast_plan` caches); False (not cached) where a term's plan
+        raises: `_evaluate` then raises the term's error in its turn.
+
+        Static weights: ``(terms, weights)`` for a `Static` weighting (not a subclass), whose
+        weights are its (frozen) terms' ``weight`` whatever the call: used while the
+        weighting's ``terms`` are still those terms; else None (computed on every call)."""
+        config, weighting = self.config, self.weighting
+        entries = []
+        for term in config.terms:
+            spec = self._specs[term.name]
+            fast_plan = self.__dict__.get("_fast_plans", {}).get(term.name)
+            if fast_plan is None:
+                fast_plan = self._make_fast_plan(term, spec)
+                if fast_plan is None:
+                    return False
+            entries.append((term.name, term, spec, fast_plan))
+        static = None
+        if type(weighting) is Static:
+            static = (weighting.terms, weighting.weights(self.tracker, None))
+        plan = (config, weighting, tuple(entries), isinstance(weighting, Uncertainty), static)
+        self.__dict__["_call_plan"] = plan
+        return plan
+
     def _term(self, term, spec, batch, device, with_grad):
         """``(float value, grad or None, LossState, reduction, dtype name)`` of one term."""
         if not with_grad and type(batch) is dict and type(device) is str and device == "cpu":
             plan = self.__dict__.get("_fast_plans", {}).get(term.name)
             if plan is None:
                 plan = self._make_fast_plan(term, spec)
-            fast = self._fast_term(term, spec, batch, plan) if plan else None
-            if fast is not None:
-                return fast
+            c = self._fast_component(term.name, term, spec, batch, plan, 1.0) if plan else None
+            if c is not None:
+                return c.value, None, c.state, c.reduction, c.dtype
         return self._general_term(term, spec, batch, device, with_grad)
 
     def _general_term(self, term, spec, batch, device, with_grad):
@@ -318,11 +378,12 @@ class Objective:
             raise InvalidArgumentError(f"term {term.name!r}: loss {spec.name!r} has no gradient formula.")
         return float(value), grad, state, reduction, _dtype_name(np.asarray(value).dtype)
 
-    def _fast_term(self, term, spec, batch: dict, plan):
-        """`_term`'s result of a value-only CPU call on a dict batch through
-        `compute.run_small`, with the term's plan (`_make_fast_plan`), or None where the
-        general code must run (a call the fast path does not cover, a missing key: the general
-        code raises the errors)."""
+    def _fast_component(self, name, term, spec, batch: dict, plan, weight: float):
+        """The `Component` (of task weight ``weight``) of a term on a value-only CPU call on
+        a dict batch through `compute.run_small`, with the term's plan (`_make_fast_plan`), or
+        None where the general code must run (a call the fast path does not cover, a missing
+        key: the general code raises the errors). `_general_term`'s value, state, reduction
+        and dtype name, bit for bit."""
         routed, kernel_params, label_key, prediction_key, weights_key = plan
         labels = batch.get(label_key, _MISSING)
         predictions = batch.get(prediction_key, _MISSING)
@@ -331,7 +392,7 @@ class Objective:
         if labels is _MISSING or predictions is _MISSING or weights is _MISSING or \
                 type(reduction) not in _REDUCTION_TYPES:
             return None
-        scalar = compute.SCALAR_REDUCTIONS.get(reduction)
+        scalar = _SCALAR_REDUCTIONS.get(reduction)
         if scalar is None:
             return None
         try:
@@ -343,8 +404,13 @@ class Objective:
             return None
         value, (weighted_sum, weight_sum, nonzero_count), n = result
         dtype = value.dtype
-        return (float(value), None, make_state(weighted_sum, weight_sum, nonzero_count, n),
-                reduction, _DTYPE_NAMES.get(dtype) or _dtype_name(dtype))
+        value = float(value)
+        component = _new(Component)  # (as `_component` builds it, one call fewer)
+        component.__dict__.update(
+            name=name, value=value, weight=weight, weighted=weight * value, kind="term",
+            state=make_state(weighted_sum, weight_sum, nonzero_count, n), reduction=reduction,
+            dtype=_DTYPE_NAMES.get(dtype) or _dtype_name(dtype))
+        return component
 
     def _make_fast_plan(self, term, spec):
         """``(routed spec, kernel params, labels key, predictions key, weights key or None)`` of
@@ -377,6 +443,7 @@ class Objective:
 _DTYPE_NAMES: dict = {}
 _MISSING = object()
 _REDUCTION_TYPES = (Reduction, str)  # (hashable: may be looked up in SCALAR_REDUCTIONS)
+_SCALAR_REDUCTIONS = compute.SCALAR_REDUCTIONS
 _new = object.__new__
 
 

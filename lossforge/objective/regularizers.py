@@ -34,15 +34,31 @@ def _param(params, key: str, regularizer: str) -> np.ndarray:
 def regularizer_value(config: RegularizerConfig, params) -> float:
     """The whole regularization term (scales included) over ``config.params``."""
     total = 0.0
+    plain = type(params) is dict
     for key in config.params:
-        w = _param(params, key, config.name)
-        # the ndarray methods: the same np.add.reduce as np.sum, without its dispatch (~1.8 µs
-        # of a small objective call)
+        w = params.get(key, _MISSING) if plain else _MISSING
+        if type(w) is not _ndarray or w.ndim == 0 or w.dtype.kind not in _NUMERIC_KINDS:
+            w = _param(params, key, config.name)  # raises the errors; converts lists, scalars
+        # (an ndarray of a real dtype: `as_array` returns it as it is, so `_param` would too)
+        x = w.astype(_FLOAT64, copy=False)
+        # np.add.reduce(a, None) is what ndarray.sum() runs, less its Python wrapper; the
+        # square is taken in place where astype made a copy (never in the caller's array): the
+        # same products, one allocation less. ~2 us of a small objective call with two params.
         if config.scale_l1:
-            total += config.scale_l1 * float(np.abs(w).sum())
+            total += config.scale_l1 * float(_sum(_absolute(x), None))
         if config.scale_l2:
-            total += config.scale_l2 * 0.5 * float((w * w).sum())
+            square = x * x if x is w else _multiply(x, x, out=x)
+            total += config.scale_l2 * 0.5 * float(_sum(square, None))
     return total
+
+
+_MISSING = object()
+_ndarray = np.ndarray
+_NUMERIC_KINDS = "biuf"  # (`as_array`'s)
+_FLOAT64 = np.dtype(np.float64)
+_sum = np.add.reduce
+_absolute = np.absolute
+_multiply = np.multiply
 
 
 def regularizer_grad(config: RegularizerConfig, params) -> dict[str, np.ndarray]:
