@@ -96,11 +96,20 @@ def test_row_wise_losses_use_the_general_template():
     source = open(kernels.loss_kernels(sparse).__file__).read()
     assert "def LOSS_AT(y, p, j, params):" in source
     assert f"_VALUE32 = _jitted({sparse.fingerprint!r}, 'value', float32=True)" in source
-    cosine = lossforge.registry.get("cosine_distance")  # row-wise default: the formula as written
-    assert not cosine.float32_math
-    source = open(kernels.loss_kernels(cosine).__file__).read()
-    assert f"_VALUE = _jitted({cosine.fingerprint!r}, 'value')" in source
-    assert "float32=True" not in source
+    # a row-wise loss that does not opt in (every built-in one does) runs its formula as written
+    builtin = lossforge.registry.get("cosine_distance")
+    plain = lossforge.registry.LossSpec("plain_rowwise_cosine", builtin.value, builtin.grad,
+                                        kind="rowwise", prepare=builtin.prepare)
+    assert not plain.float32_math
+    lossforge.registry.register(plain)
+    try:
+        source = open(kernels.loss_kernels(plain).__file__).read()
+        assert f"_VALUE = _jitted({plain.fingerprint!r}, 'value')" in source
+        assert "float32=True" not in source
+        y = np.eye(3, dtype=np.float32)
+        assert plain(y, y, axis=1) == builtin(y, y, axis=1) == 0.0
+    finally:
+        lossforge.registry.unregister("plain_rowwise_cosine")
 
 
 def test_serial_and_parallel_kernels_give_the_same_state():
