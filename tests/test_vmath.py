@@ -2,7 +2,7 @@
 
 Accuracy is measured against float64 libm in ulps over a strided sweep of all 2**32 float32
 bit patterns (every 8191st: ~520K inputs per function, each sign and exponent); the exhaustive
-sweep is ``python -m lossforge.kernels.vmath`` (max 0.83 / 1.01 / 1.44 / 1.33 / 2.48 ulp for
+sweep is ``python -m lossforge.kernels.vmath`` (max 0.88 / 1.04 / 0.97 / 1.33 / 1.62 ulp for
 log / exp / log1p / tanh / sinh when last run, no NaN/inf mismatch).
 
 ``pow`` has two arguments, so it is swept over a grid: x over every 8191st float32 (and every
@@ -20,7 +20,7 @@ from lossforge import formulas, registry
 
 vmath = pytest.importorskip("lossforge.kernels.vmath")  # imports numba
 
-ULP_BOUND = 3.0  # the issue asks for <= 4; the exhaustive sweep measured <= 2.48 (sinh)
+ULP_BOUND = 2.0  # the issue asks for <= 4; the exhaustive sweep measured <= 1.62 (sinh)
 
 
 @pytest.mark.parametrize("name", vmath.FUNCTIONS)
@@ -48,18 +48,62 @@ def _mapped(fn):
     return kernel
 
 
-@pytest.mark.parametrize("name, reference", [
-    ("log", np.log), ("exp", np.exp), ("log1p", np.log1p), ("tanh", np.tanh)])
-def test_special_values_match_numpy_float64(name, reference):
-    got = _mapped(getattr(vmath, name))(SPECIAL)
+REFERENCES = [("log", np.log), ("exp", np.exp), ("log1p", np.log1p), ("tanh", np.tanh),
+              ("sinh", np.sinh)]
+
+
+def _assert_like_float64(name, reference, x):
+    got = _mapped(getattr(vmath, name))(x)
     with np.errstate(all="ignore"):
-        want = reference(SPECIAL.astype(np.float64)).astype(np.float32)
+        want = reference(x.astype(np.float64)).astype(np.float32)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-    infinite = np.isinf(want)
+    infinite = np.isinf(want) | np.isinf(got)
     np.testing.assert_array_equal(got[infinite], want[infinite])
     finite = np.isfinite(want)
     np.testing.assert_allclose(got[finite], want[finite], rtol=3e-7, atol=3e-45)
+
+
+@pytest.mark.parametrize("name, reference", REFERENCES)
+def test_special_values_match_numpy_float64(name, reference):
+    _assert_like_float64(name, reference, SPECIAL)
+
+
+#: Where exp (and sinh's exp(x)/2) overflows or underflows, around exp's clamps of its argument
+#: (-104, 90), and where log1p's scale 2**-e is capped (1 + x >= 2**126).
+EDGES = np.array([88.72283, 88.72284, 88.7229, 89.0, 89.41598, 89.416, 89.5, 90.0, 90.5, 1e4,
+                  -87.3365, -87.34, -100.0, -103.27893, -103.97207, -103.97208, -103.9721,
+                  -104.0, -104.1, -1e4, 3e38, 2.5e38, 1.7e38, 8.5e37, 16777215.0, 16777217.0,
+                  33554432.0, -0.5, -0.99999994, 1e-8, -1e-8], dtype=np.float32)
+
+
+@pytest.mark.parametrize("name, reference", REFERENCES)
+def test_values_at_overflow_underflow_and_clamp_edges_match_numpy_float64(name, reference):
+    x = np.concatenate([EDGES, -EDGES, np.nextafter(EDGES, np.float32(np.inf)),
+                        np.nextafter(EDGES, np.float32(-np.inf))])
+    _assert_like_float64(name, reference, x)
+
+
+@pytest.mark.parametrize("name", vmath.FUNCTIONS)
+def test_loops_vectorise_in_int32_lanes_without_a_libm_call(name):
+    """The bit manipulation stays in int32: numba's int32 arithmetic widens to int64, which
+    cost the vectorised log twice the integer lanes and conversions (0.42 -> 0.26 ns)."""
+    import re
+
+    from numba import njit
+
+    fn = getattr(vmath, name)
+
+    @njit(error_model="numpy")
+    def loop(x, out):
+        for i in range(x.size):
+            out[i] = fn(x[i])
+    x = np.linspace(0.1, 2, 256, dtype=np.float32)
+    loop(x, np.empty_like(x))
+    ir = loop.inspect_llvm(loop.signatures[0])
+    assert re.search(r"<\d+ x float>", ir), f"the {name} loop did not vectorise"
+    assert not re.search(r"<\d+ x i64>", ir), f"the {name} loop has 64-bit integer lanes"
+    assert not re.search(r"call [^\n]*@(llvm\.)?(log|exp|log1p|tanh|sinh|ldexp)f?\b", ir)
 
 
 def test_float64_arguments_are_libm():

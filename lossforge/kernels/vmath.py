@@ -4,10 +4,10 @@
 Numba's ``math.log``/``math.exp`` are scalar libm calls (PyPI's llvmlite has no SVML), so a
 loop over them runs one element at a time: a float32 log loss was 10-20x slower than the
 memory floor. These functions use only ``+ - * /``, fused multiply-adds, compares, selects and
-int32 bit manipulation, which LLVM turns into AVX2/AVX-512 lanes. They are Cephes' float32
-polynomials (range reduction by exponent bits, then a minimax polynomial); over every float32
-input they are within 1.44 ulp of float64 libm (sinh: 2.48 ulp), measured by the
-exhaustive sweep (``tests/test_vmath.py``
+int32 bit manipulation (kept in int32: see `_int32_op`), which LLVM turns into AVX2/AVX-512
+lanes. They reduce the argument as Cephes' float32 functions do (by exponent bits), then
+evaluate a minimax polynomial a degree lower than Cephes'; over every float32 input they are
+within 1.62 ulp of float64 libm, measured by the exhaustive sweep (``tests/test_vmath.py``
 sweeps them; ``python -m lossforge.kernels.vmath`` runs the exhaustive sweep over all 2**32
 inputs). NaN and +-inf give what libm gives.
 
@@ -104,6 +104,31 @@ def _maxnum(typingctx, a, b):
     return a(a, a), codegen
 
 
+def _int32_op(name: str, build, doc: str):
+    """An intrinsic ``build(builder, a, b)`` on two int32s that stays int32: numba widens
+    ``int32 - int32`` to int64, and LLVM then has to work a wrapping int32 difference out in
+    64-bit lanes (twice the lanes of the float32 it feeds, and conversions both ways)."""
+    def op(typingctx, a, b):
+        if not (a == b == types.int32):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return build(builder, *args)
+        return types.int32(types.int32, types.int32), codegen
+    op.__name__ = op.__qualname__ = name  # numba names (and caches) an intrinsic by it
+    op.__doc__ = doc
+    return intrinsic(op)
+
+
+_iadd = _int32_op("_iadd", lambda b, x, y: b.add(x, y), "``x + y`` wrapping in int32.")
+_isub = _int32_op("_isub", lambda b, x, y: b.sub(x, y), "``x - y`` wrapping in int32.")
+_iand = _int32_op("_iand", lambda b, x, y: b.and_(x, y), "``x & y`` in int32.")
+_ishl = _int32_op("_ishl", lambda b, x, y: b.shl(x, y), "``x << y`` in int32.")
+_isra = _int32_op("_isra", lambda b, x, y: b.ashr(x, y), "``x >> y`` (arithmetic) in int32.")
+_imin = _int32_op("_imin", lambda b, x, y: b.select(b.icmp_signed("<", x, y), x, y),
+                  "``min(x, y)`` in int32.")
+
+
 def _like(a, value):
     """``value`` as array ``a``'s float type (float32 stays float32, all else float64)."""
 
@@ -124,68 +149,106 @@ _INF, _NAN = _f(np.inf), _f(np.nan)
 _LN2_HI, _LN2_LO = _f(0.693359375), _f(-2.12194440e-4)  # ln 2 = HI + LO, HI with 9 bits
 _LOG2E = _f(1.44269504088896341)
 _SQRTHF_BITS = _i(0x3F3504F3)  # bits of sqrt(0.5): mantissas are reduced to [sqrt(.5), sqrt(2))
+_EXPONENT_BITS = _i(-0x800000)  # 0xFF800000: sign and exponent fields
+_ONE_BITS = _i(0x3F800000)
+_HALF_BITS = _i(0x3F000000)
 _MIN_NORMAL = _f(1.17549435e-38)
 _TWO23 = _f(8388608.0)
-_EXP_HI = _f(88.72283935546875)   # above: exp overflows to inf
-_EXP_LO = _f(-103.97208404541016)  # below: exp underflows to 0
+_ROUNDER32 = _f(12582912.0)  # 1.5 * 2**23: t + it rounds t to an integer held in the low bits
+_EXP_MAX = _f(90.0)  # exp overflows to inf above 88.7228... (exp / 2 above 89.4159...)
+_EXP_MIN = _f(-104.0)  # ... and underflows to 0 below -103.9720...
 _TANH_SMALL = _f(0.625)
 _TANH_BIG = _f(9.01)  # tanh rounds to 1 in float32 beyond it
-_LOG_P = tuple(_f(c) for c in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1,
-                                -1.2420140846e-1, 1.4249322787e-1, -1.6668057665e-1,
-                                2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
-_EXP_P = tuple(_f(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
-                                4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+# minimax fits (relative error 2**-27.2 and 2**-27.8 with the coefficients rounded to float32):
+# log(1 + f) = f - f**2/2 + f**3 P(f) over f in [sqrt(.5) - 1, sqrt(2) - 1], and
+# exp(r) = 1 + r + r**2 Q(r) over |r| <= ln(2)/2 (Cephes' polynomials are a degree higher)
+_LOG_P = tuple(_f(c) for c in (-0.07634503, 0.1276158, -0.13160181, 0.14201757, -0.16623357,
+                                0.20001227, -0.2500082, 0.3333333))
+_EXP_Q = tuple(_f(c) for c in (0.001381446, 0.0083687855, 0.041668396, 0.1666652, 0.49999994))
 _TANH_P = tuple(_f(c) for c in (-5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2,
                                  1.33314422036e-1, -3.33332819422e-1))
+
+
+@njit(inline="always", **_STRICT)
+def _split(bits):
+    """``(m, e, e << 23)`` for the positive normal float32 ``2**e m`` whose bits are ``bits``,
+    ``m`` in [sqrt(.5), sqrt(2))."""
+    t = _isub(bits, _SQRTHF_BITS)
+    em = _iand(t, _EXPONENT_BITS)
+    return _as_float(_isub(bits, em)), _isra(t, _i(23)), em
+
+
+@njit(inline="always", **_STRICT)
+def _log_reduced(f, fe, c):
+    """``fe ln(2) + log(1 + f) + c`` for an exact ``f`` in [sqrt(.5) - 1, sqrt(2) - 1] and a
+    small correction ``c``."""
+    z = f * f
+    p = _LOG_P
+    # P in pairs of coefficients, Horner's scheme in z: as many operations as Horner's scheme
+    # in f, half its chain of dependent ones (the loops are bound by that chain as much as
+    # by the operations' count)
+    q = _fma(_fma(_fma(_fma(p[0], f, p[1]), z, _fma(p[2], f, p[3])), z, _fma(p[4], f, p[5])), z,
+             _fma(p[6], f, p[7]))
+    y = _fma(_fma(q, f, -_HALF), z, _fma(fe, _LN2_LO, c))
+    return _fma(fe, _LN2_HI, f + y)
 
 
 @njit(inline="always", **_STRICT)
 def _log32(x):
     tiny = x < _MIN_NORMAL  # subnormals: scale into the normal range first
     xs = x * _TWO23 if tiny else x
-    bits = _as_int(xs)
-    e = np.int32((bits - _SQRTHF_BITS) >> np.int32(23))
-    m = _as_float(np.int32(bits - (e << np.int32(23))))  # in [sqrt(.5), sqrt(2))
-    f = m - _ONE  # exact (Sterbenz)
-    z = f * f
-    c = _LOG_P
-    y = _fma(_fma(_fma(_fma(_fma(_fma(_fma(_fma(c[0], f, c[1]), f, c[2]), f, c[3]), f, c[4]),
-                                  f, c[5]), f, c[6]), f, c[7]), f, c[8])
-    y = y * f * z
+    m, e, _ = _split(_as_int(xs))
     fe = np.float32(e) - (_f(23.0) if tiny else _ZERO)
-    y = _fma(fe, _LN2_LO, y)
-    y = _fma(-_HALF, z, y)
-    r = _fma(fe, _LN2_HI, f + y)
+    r = _log_reduced(m - _ONE, fe, _ZERO)  # m - 1 is exact (Sterbenz)
     r = _NAN if x < _ZERO else r
     r = -_INF if x == _ZERO else r
     return x if (x == _INF or x != x) else r
 
 
 @njit(inline="always", **_STRICT)
-def _exp32(x):
-    n = np.floor(_fma(x, _LOG2E, _HALF))
-    r = _fma(n, -_LN2_HI, x)
+def _exp_scaled(x, scale_bits):
+    """``exp(x) 2**j`` for ``scale_bits`` the bits of ``2**j``, ``j`` in {0, -1}."""
+    # beyond the clamps exp(x) 2**j is inf or 0, and the scaling below rounds to just that
+    # (NaN passes)
+    xc = _EXP_MIN if x < _EXP_MIN else x
+    xc = _EXP_MAX if xc > _EXP_MAX else xc
+    t = _fma(xc, _LOG2E, _ROUNDER32)  # t's bits: those of 1.5 * 2**23, plus n = round(x / ln 2)
+    n = t - _ROUNDER32
+    r = _fma(n, -_LN2_HI, xc)
     r = _fma(n, -_LN2_LO, r)
-    c = _EXP_P
-    y = _fma(_fma(_fma(_fma(_fma(c[0], r, c[1]), r, c[2]), r, c[3]), r, c[4]), r, c[5])
-    y = _fma(y, r * r, r) + _ONE
-    k = np.int32(min(max(n, _f(-252.0)), _f(252.0)))  # only where the result is finite, non-0
-    k1 = np.int32(k >> np.int32(1))
-    k2 = np.int32(k - k1)  # 2**k as 2**k1 * 2**k2: each factor a normal float32
-    y = y * _as_float(np.int32((k1 + np.int32(127)) << np.int32(23)))
-    y = y * _as_float(np.int32((k2 + np.int32(127)) << np.int32(23)))
-    y = _INF if x > _EXP_HI else y
-    y = _ZERO if x < _EXP_LO else y
-    return x if x != x else y
+    r2 = r * r
+    c = _EXP_Q
+    q = _fma(_fma(c[0], r2, _fma(c[1], r, c[2])), r2, _fma(c[3], r, c[4]))
+    p = _fma(q, r2, r)  # exp(r) - 1
+    # 2**n as 2**n1 * 2**(n - n1), n1 = n >> 1: each factor a normal float32 for n in [-150, 130].
+    # Shifted left by 23, t's bits give n1 << 23 and n << 23 (its high bits shift out)
+    bits = _as_int(t)
+    n1 = _ishl(_isra(bits, _i(1)), _i(23))
+    s1 = _as_float(_iadd(n1, _ONE_BITS))
+    s2 = _as_float(_isub(_iadd(_ishl(bits, _i(23)), scale_bits), n1))
+    return _fma(p, s1, s1) * s2  # s1 (1 + p) is exact: s1 >= 2**-75
+
+
+@njit(inline="always", **_STRICT)
+def _exp32(x):
+    return _exp_scaled(x, _ONE_BITS)
 
 
 @njit(inline="always", **_STRICT)
 def _log1p32(x):
-    u = _ONE + x
-    # log(u) corrected for the rounding of 1 + x (Goldberg): exact where u == 1 (gives x)
+    u = _ONE + x  # 1 + x = u + (x - d) exactly; u >= 2**-24 unless u <= 0: never subnormal
     d = u - _ONE
-    r = _log32(u) + (x - d) / u
-    r = -_INF if x == -_ONE else r
+    m, e, em = _split(_as_int(u))
+    f = m - _ONE
+    # log(u) corrected for the rounding of 1 + x (Goldberg): + (x - d) / u, exact where u == 1
+    # (gives x). With k = (x - d) 2**-e (|k| <= 2**-24 m), (x - d) / u = k / m = k (1 - f + f**2)
+    # to within |k f**3|: no division. (2**-e is built from e << 23, capped where u >= 2**126,
+    # where x - d = 0)
+    s = _as_float(_isub(_ONE_BITS, _imin(em, _i(126 << 23))))
+    k = (x - d) * s
+    r = _log_reduced(f, np.float32(e), _fma(k, f * f - f, k))
+    r = _NAN if u < _ZERO else r
+    r = -_INF if u == _ZERO else r
     return x if (x == _INF or x != x) else r
 
 
@@ -198,10 +261,8 @@ def _sinh32(x):
     z = x * x
     c = _SINH_P
     small = _fma(_fma(_fma(c[0], z, c[1]), z, c[2]) * z, x, x)
-    e = _exp32(a)
-    big = _HALF * e - _HALF / e
-    h = _exp32(_HALF * a)  # above 80, exp(a) may overflow where sinh does not
-    big = (_HALF * h) * h if a > _f(80.0) else big
+    h = _exp_scaled(a, _HALF_BITS)  # exp(a) / 2: finite up to a = 89.4, where exp(a) is not
+    big = h - _f(0.25) / h  # (0.5 / exp(a) = 0.25 / h)
     big = -big if x < _ZERO else big
     return small if a <= _ONE else big  # NaN: a <= 1 is False, big is NaN
 
