@@ -16,6 +16,8 @@ asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
 import numpy as np
 from numba import float64, njit, prange
 
+from lossforge.kernels.runs import next_run, run_length, run_start
+
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always", error_model="numpy")
 def LOSS_AT(y, p, j, params):
@@ -50,12 +52,7 @@ def _weighted_element(y, p, row, k, j, params):
 @njit(cache=True, error_model="numpy")
 def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks."""
-    inner = w.shape[2]
-    middle = w.shape[1]
-    ia = start // (middle * inner)
-    rest = start - ia * middle * inner
-    im = rest // inner
-    ii = rest - im * inner
+    ia, im, ii = run_start(w, start)
     write_values = (mode & VALUES) != 0
     write_grad = (mode & GRAD) != 0
     weighted = 0.0
@@ -65,7 +62,7 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     while j < stop:
         # one run along the innermost weights axis: a tight loop without index bookkeeping;
         # the value-only loop is separate so its body has no stores (LLVM does not unswitch it)
-        run = min(inner - ii, stop - j)
+        run = run_length(w, ii, j, stop)
         row = w[ia, im]
         if write_values or write_grad:
             for t in range(run):
@@ -84,11 +81,7 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
                 weights += wt
                 nonzero += 1.0 if wt != 0.0 else 0.0
         j += run
-        ii = 0
-        im += 1
-        if im == middle:
-            im = 0
-            ia += 1
+        ia, im, ii = next_run(w, ia, im)
     return weighted, weights, nonzero
 
 

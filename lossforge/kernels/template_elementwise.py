@@ -30,6 +30,8 @@ import numpy as np
 from numba import float32, float64, njit, prange, types  # noqa: F401 (float32, types: the slot)
 from numba.extending import overload
 
+from lossforge.kernels.runs import next_run, run_length, run_start
+
 # --- formula slot: replaced per loss by lossforge.kernels ---
 def VALUE(y, p, params):
     """The loss at one (label, prediction) pair (as written: the input itself)."""
@@ -123,12 +125,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
 @njit(inline="always", error_model="numpy")
 def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, write_grad):
     """Partial sums over flat elements [start, stop) with the ``(A, M, I)`` weights view."""
-    inner = w.shape[2]
-    middle = w.shape[1]
-    ia = start // (middle * inner)
-    rest = start - ia * middle * inner
-    im = rest // inner
-    ii = rest - im * inner
+    ia, im, ii = run_start(w, start)
     scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
     weighted = 0.0
     weights = 0.0
@@ -136,7 +133,7 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, writ
     j = start
     while j < stop:
         # one run along the innermost weights axis, in blocks
-        run = min(inner - ii, stop - j)
+        run = run_length(w, ii, j, stop)
         row = w[ia, im]
         scalar = row.strides[0] == 0
         for b in range(0, run, BLOCK):
@@ -157,11 +154,7 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, writ
                 weights += c
                 nonzero += d
         j += run
-        ii = 0
-        im += 1
-        if im == middle:
-            im = 0
-            ia += 1
+        ia, im, ii = next_run(w, ia, im)
     return weighted, weights, nonzero
 
 

@@ -16,6 +16,8 @@ stacked evaluation reduces only.
 import numpy as np
 from numba import float64, njit, prange
 
+from lossforge.kernels.runs import next_run, run_length, run_start
+
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always", error_model="numpy")
 def LOSS_AT(y, p, j, params):
@@ -32,18 +34,13 @@ def GRAD_AT(y, p, j, scale, grad, params):
 def _range_sums(y, p, w, params, start, stop):
     """(sum L*W, sum W, count W != 0) over flat loss elements [start, stop); ``w`` is the
     ``(A, M, I)`` broadcast weights view of `lossforge.inputs.weights_view`."""
-    inner = w.shape[2]
-    middle = w.shape[1]
-    ia = start // (middle * inner)
-    rest = start - ia * middle * inner
-    im = rest // inner
-    ii = rest - im * inner
+    ia, im, ii = run_start(w, start)
     weighted = 0.0
     weights = 0.0
     nonzero = 0.0
     j = start
     while j < stop:
-        run = min(inner - ii, stop - j)
+        run = run_length(w, ii, j, stop)
         row = w[ia, im]
         for t in range(run):
             wt = float64(row[ii + t])
@@ -51,11 +48,7 @@ def _range_sums(y, p, w, params, start, stop):
             weights += wt
             nonzero += 1.0 if wt != 0.0 else 0.0
         j += run
-        ii = 0
-        im += 1
-        if im == middle:
-            im = 0
-            ia += 1
+        ia, im, ii = next_run(w, ia, im)
     return weighted, weights, nonzero
 
 
