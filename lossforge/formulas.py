@@ -97,11 +97,11 @@ def sigmoid_cross_entropy_grad(z, x, label_smoothing):
 
 
 def _sigmoid(x):
-    # never exp of a large positive number
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
+    # never exp of a large positive number; one exp and one division for either sign (a
+    # vectorised kernel evaluates both sides of an `if`), the same numbers as 1 / (1 + exp(-x))
+    # for x >= 0 and exp(x) / (1 + exp(x)) below
+    e = math.exp(-abs(x))
+    return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
 
 def weighted_input(y, p):
@@ -272,10 +272,20 @@ def log_cosh(y, p):
     rewrites of ``log(cosh(d))``. Finite for every finite ``d``; ``+-inf`` gives ``inf``.
     """
     a = abs(p - y)
-    if a < 1.0:
-        s = math.sinh(0.5 * a)
-        return math.log1p(2.0 * s * s)
-    return a + math.log1p(math.exp(-2.0 * a)) - _LOG2  # NaN takes this branch and stays NaN
+    # one log1p serves both forms: a vectorised float32 kernel evaluates both sides of an `if`
+    small = a < 1.0
+    if small:
+        s = _sinh_below_1(0.5 * a)
+        u = 2.0 * s * s
+    else:
+        u = math.exp(-2.0 * a)
+    r = math.log1p(u)
+    return r if small else a + r - _LOG2  # NaN takes the second form and stays NaN
+
+
+def _sinh_below_1(x):
+    """``sinh(x)`` for ``|x| <= 1`` (a float32 kernel evaluates it without an exp)."""
+    return math.sinh(x)
 
 
 def log_cosh_grad(y, p):

@@ -256,11 +256,17 @@ _SINH_P = tuple(_f(c) for c in (2.03721912945e-4, 8.33028376239e-3, 1.6666716021
 
 
 @njit(inline="always", **_STRICT)
-def _sinh32(x):
-    a = abs(x)
+def _sinh_small32(x):
+    """``sinh(x)`` for ``|x| <= 1``: the polynomial alone."""
     z = x * x
     c = _SINH_P
-    small = _fma(_fma(_fma(c[0], z, c[1]), z, c[2]) * z, x, x)
+    return _fma(_fma(_fma(c[0], z, c[1]), z, c[2]) * z, x, x)
+
+
+@njit(inline="always", **_STRICT)
+def _sinh32(x):
+    a = abs(x)
+    small = _sinh_small32(x)
     h = _exp_scaled(a, _HALF_BITS)  # exp(a) / 2: finite up to a = 89.4, where exp(a) is not
     big = h - _f(0.25) / h  # (0.5 / exp(a) = 0.25 / h)
     big = -big if x < _ZERO else big
@@ -374,6 +380,9 @@ exp = _dispatching("exp", _exp32, math.exp)
 log1p = _dispatching("log1p", _log1p32, math.log1p)
 tanh = _dispatching("tanh", _tanh32, math.tanh)
 sinh = _dispatching("sinh", _sinh32, math.sinh)
+#: ``sinh`` of an argument known to be within [-1, 1] (a formula's ``_sinh_below_1``): in
+#: float32, sinh's polynomial without the exp its other branch needs.
+sinh_below_1 = _dispatching("sinh_below_1", _sinh_small32, math.sinh)
 
 
 def pow(x, y):  # noqa: A001 (math.pow's stand-in, as F32_MATH.pow)
@@ -522,7 +531,7 @@ def _replacements() -> dict:
             formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
             formulas._row_shifted_dot: row_shifted_dot,
             formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
-            formulas._row_diff_sums: row_diff_sums}
+            formulas._row_diff_sums: row_diff_sums, formulas._sinh_below_1: sinh_below_1}
 
 
 #: What a float32 formula variant calls instead of a global: ``math`` functions imported by
