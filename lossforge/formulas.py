@@ -207,8 +207,12 @@ def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
         total = total * (1.0 - label_smoothing) + label_smoothing
     # float(): a float32 kernel computes the exps in float32 (m is a logit, so exact in it)
     m, lse, total = float(m), float(lse), float(total)
+    # z' = z keep + spread: z (1 - ls) + ls / K, or z itself (z 1 + 0) without smoothing;
+    # taken out of the loop, whose float32 lanes an int K in it would widen to float64
+    keep, spread = (1.0 - label_smoothing, float(label_smoothing / k_count)) \
+        if label_smoothing > 0.0 else (1.0, 0.0)
     for k in range(k_count):
-        zk = _smoothed(float(zr[k]), label_smoothing, k_count)
+        zk = float(zr[k]) * keep + spread
         outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
 
 
