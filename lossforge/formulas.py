@@ -179,20 +179,19 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
 
 def _row_nll_dot(z, x, m, lse, label_smoothing):
     """``sum_k z'_k ((m - x_k) + lse)`` term by term (softmax_cross_entropy's NaN fallback)."""
-    k_count = x.shape[0]
+    keep, spread = _smoothing(label_smoothing, x.shape[0])
     s = 0.0
-    for k in range(k_count):
-        zk = float(z[k])
-        if label_smoothing > 0.0:
-            zk = zk * (1.0 - label_smoothing) + label_smoothing / k_count
-        s += zk * ((m - float(x[k])) + lse)
+    for k in range(x.shape[0]):
+        s += (float(z[k]) * keep + spread) * ((m - float(x[k])) + lse)
     return s
 
 
-def _smoothed(zk, label_smoothing, k_count):
+def _smoothing(label_smoothing, k_count):
+    """``(keep, spread)``: labels smoothed to ``z' = z keep + spread``, ``z (1 - ls) + ls / K``
+    if ls > 0, else ``z 1 + 0``, which is ``z``. Taken once per row, out of the loops."""
     if label_smoothing > 0.0:
-        return zk * (1.0 - label_smoothing) + label_smoothing / k_count
-    return zk
+        return 1.0 - label_smoothing, label_smoothing / k_count
+    return 1.0, 0.0
 
 
 def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
@@ -207,10 +206,8 @@ def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
         total = total * (1.0 - label_smoothing) + label_smoothing
     # float(): a float32 kernel computes the exps in float32 (m is a logit, so exact in it)
     m, lse, total = float(m), float(lse), float(total)
-    # z' = z keep + spread: z (1 - ls) + ls / K, or z itself (z 1 + 0) without smoothing;
-    # taken out of the loop, whose float32 lanes an int K in it would widen to float64
-    keep, spread = (1.0 - label_smoothing, float(label_smoothing / k_count)) \
-        if label_smoothing > 0.0 else (1.0, 0.0)
+    keep, spread = _smoothing(label_smoothing, k_count)
+    spread = float(spread)  # (ls / K, an int K, would widen a float32 kernel's lanes to float64)
     for k in range(k_count):
         zk = float(zr[k]) * keep + spread
         outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
@@ -493,9 +490,10 @@ def softmax_cross_entropy_class_weighted(z, x, j, label_smoothing):
     k_count = x.shape[1]
     rows = x.shape[0]
     m, lse = _row_logsumexp(x[j])
+    keep, spread = _smoothing(label_smoothing, k_count)
     loss = 0.0
     for k in range(k_count):
-        c = float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+        c = float(z[rows, k]) * (float(z[j, k]) * keep + spread)
         if c != 0.0:  # NaN takes this branch and stays NaN
             loss += c * (lse - (float(x[j, k]) - m))
     return loss
@@ -506,11 +504,12 @@ def softmax_cross_entropy_class_weighted_grad(z, x, j, scale, out, label_smoothi
     k_count = x.shape[1]
     rows = x.shape[0]
     m, lse = _row_logsumexp(x[j])
+    keep, spread = _smoothing(label_smoothing, k_count)
     total = 0.0
     for k in range(k_count):
-        total += float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+        total += float(z[rows, k]) * (float(z[j, k]) * keep + spread)
     for k in range(k_count):
-        c = float(z[rows, k]) * _smoothed(float(z[j, k]), label_smoothing, k_count)
+        c = float(z[rows, k]) * (float(z[j, k]) * keep + spread)
         out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse) - c)
 
 
