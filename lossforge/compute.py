@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from .inputs import (as_array, check_weights_broadcast, float_dtypes, for_kernel, scalar_weight,
-                     weights_view)
+from .inputs import (NUMERIC_KINDS, as_array, check_weights_broadcast, float_dtypes, for_kernel,
+                     scalar_weight, weights_view)
 from .reduction import LossState, Reduction, finalize, finalize_sums
 
 __all__ = ["run", "run_small", "prepare", "denominator", "DEVICES", "SCALAR_REDUCTIONS"]
@@ -133,7 +133,6 @@ del _member
 
 _ndarray = np.ndarray
 _set_flags = np.ndarray.setflags
-_NUMERIC_KINDS = "biuf"
 # (labels dtype, predictions dtype, whether only the logits decide) -> (output dtype, kernel
 # dtype, whether the labels need a cast, whether the predictions do, the kernel's unused
 # output array), or None for a dtype that `as_array` refuses. Values are immutable: threads
@@ -148,7 +147,7 @@ _PLANS_MAX = 256  # each cache is emptied when it reaches this size (bounded mem
 
 def _dtype_plan(key):
     y_dtype, p_dtype, logits = key
-    if y_dtype.kind not in _NUMERIC_KINDS or p_dtype.kind not in _NUMERIC_KINDS:
+    if y_dtype.kind not in NUMERIC_KINDS or p_dtype.kind not in NUMERIC_KINDS:
         plan = None
     else:
         arrays = (np.empty(0, p_dtype),) if logits else (np.empty(0, y_dtype), np.empty(0, p_dtype))

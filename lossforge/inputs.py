@@ -14,7 +14,8 @@ import numpy as np
 
 from .errors import InvalidArgumentError, InvalidTypeError
 
-_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float
+#: The dtype kinds `as_array` accepts: bool, signed, unsigned, float.
+NUMERIC_KINDS = "biuf"
 
 
 def as_array(value, name: str) -> np.ndarray:
@@ -27,7 +28,7 @@ def as_array(value, name: str) -> np.ndarray:
         raise InvalidArgumentError(
             f"Argument `{name}` could not be converted to an array ({exc}); pass a numpy "
             f"array or a rectangular nested list of numbers.") from None
-    if array.dtype.kind not in _NUMERIC_KINDS:
+    if array.dtype.kind not in NUMERIC_KINDS:
         raise InvalidTypeError(
             f"Argument `{name}` must hold real numbers (bool, int or float); got dtype "
             f"{array.dtype} with shape {array.shape}.")

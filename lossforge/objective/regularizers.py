@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import InvalidArgumentError, InvalidTypeError
-from ..inputs import as_array
+from ..inputs import NUMERIC_KINDS, as_array
 from .config import RegularizerConfig
 
 __all__ = ["regularizer_value", "regularizer_grad"]
@@ -37,7 +37,7 @@ def regularizer_value(config: RegularizerConfig, params) -> float:
     plain = type(params) is dict
     for key in config.params:
         w = params.get(key, _MISSING) if plain else _MISSING
-        if type(w) is not _ndarray or w.ndim == 0 or w.dtype.kind not in _NUMERIC_KINDS:
+        if type(w) is not _ndarray or w.ndim == 0 or w.dtype.kind not in NUMERIC_KINDS:
             w = _param(params, key, config.name)  # raises the errors; converts lists, scalars
         # (an ndarray of a real dtype: `as_array` returns it as it is, so `_param` would too)
         x = w.astype(_FLOAT64, copy=False)
@@ -54,7 +54,6 @@ def regularizer_value(config: RegularizerConfig, params) -> float:
 
 _MISSING = object()
 _ndarray = np.ndarray
-_NUMERIC_KINDS = "biuf"  # (`as_array`'s)
 _FLOAT64 = np.dtype(np.float64)
 _sum = np.add.reduce
 _absolute = np.absolute
