@@ -254,33 +254,47 @@ class Objective:
             if with_grad:
                 key = term.inputs[spec.inputs[1]]
                 grads[key] = grads.get(key, 0.0) + weight * grad
-        if isinstance(self.weighting, Uncertainty):
+        uncertainty = isinstance(self.weighting, Uncertainty)
+        self._add_parameter_components(components, params, uncertainty,
+                                       grads if with_grad else None)
+        result = self._recorded(components)
+        return (result, grads) if with_grad else (result, None)
+
+    def _add_parameter_components(self, components: dict, params, uncertainty: bool,
+                                  grads: dict | None = None) -> None:
+        """Add to ``components`` those that depend on ``params`` only: the uncertainty
+        log-variances (if ``uncertainty``), then the regularizers; and their gradients to
+        ``grads`` unless it is None. (`_fixed_components` lists the same, as floats.)"""
+        if uncertainty:
             for term in self.config.terms:
                 s = self.weighting.log_var(term.name, params)
                 name = f"{term.name}/log_var"
                 components[name] = _component(name, s, 1.0, s, "log_var")
-                if with_grad:  # d/ds (w exp(-s) L + s)
+                if grads is not None:  # d/ds (w exp(-s) L + s)
                     grads[Uncertainty.key(term.name)] = 1.0 - components[term.name].weighted
         for reg in self.config.regularizers:
             value = regularizer_value(reg, params)
             components[reg.name] = _component(reg.name, value, 1.0, value, "regularizer")
-            if with_grad:
+            if grads is not None:
                 for key, g in regularizer_grad(reg, params).items():
                     grads[key] = grads.get(key, 0.0) + g
+
+    def _recorded(self, components: dict) -> ObjectiveResult:
+        """The result of ``components`` (their weighted values summed in order), recorded."""
         total = 0.0
         for c in components.values():
             total += c.weighted
         result = _new(ObjectiveResult)  # ObjectiveResult(total, MappingProxyType(components))
         result.__dict__.update(total=total, components=MappingProxyType(components))
         self.tracker.record(result)
-        return (result, grads) if with_grad else (result, None)
+        return result
 
     def _evaluate_dict(self, batch, params, plan) -> ObjectiveResult:
         """`_evaluate`'s result of a value-only CPU call on a dict batch, with the objective's
         call plan (`_make_call_plan`): each term through `_fast_component` where its plan
         allows, else `_general_term`, then the same components, additions in the same order
         and the same record, without what `_evaluate` would decide again on every call."""
-        config, weighting, entries, uncertainty, static = plan
+        _, weighting, entries, uncertainty, static = plan
         if static is not None and weighting.terms is static[0]:
             weights = static[1]
         else:
@@ -296,21 +310,8 @@ class Objective:
                 c = _component(name, value, weight, weight * value, "term", state, reduction,
                                dtype)
             components[name] = c
-        if uncertainty:
-            for term in config.terms:
-                s = weighting.log_var(term.name, params)
-                name = f"{term.name}/log_var"
-                components[name] = _component(name, s, 1.0, s, "log_var")
-        for reg in config.regularizers:
-            value = regularizer_value(reg, params)
-            components[reg.name] = _component(reg.name, value, 1.0, value, "regularizer")
-        total = 0.0
-        for c in components.values():
-            total += c.weighted
-        result = _new(ObjectiveResult)
-        result.__dict__.update(total=total, components=MappingProxyType(components))
-        self.tracker.record(result)
-        return result
+        self._add_parameter_components(components, params, uncertainty)
+        return self._recorded(components)
 
     def _make_call_plan(self):
         """``(config, weighting, ((name, term, spec, fast plan or False), ...), whether the
