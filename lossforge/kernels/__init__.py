@@ -74,7 +74,8 @@ _SLOT_BEGIN = "# --- formula slot: replaced per loss by lossforge.kernels ---\n"
 _SLOT_END = "# --- end of formula slot ---\n"
 
 #: Inputs with at least this many elements (predictions, or loss elements if more) use the
-#: multi-threaded kernels; below it, a thread launch costs more than it saves. Override with $LOSSFORGE_PARALLEL_THRESHOLD.
+#: multi-threaded kernels; below it, a thread launch costs more than it saves. Override with
+#: $LOSSFORGE_PARALLEL_THRESHOLD.
 PARALLEL_THRESHOLD = int(os.environ.get("LOSSFORGE_PARALLEL_THRESHOLD", 1 << 15))
 
 _lock = threading.Lock()

@@ -10,8 +10,8 @@ The K batches are concatenated along their first axis before the loss's ``prepar
 count W != 0)`` of each batch: one ``prange`` over K x chunks, then a ``prange`` over K summing
 each batch's chunks in chunk order. ``chunk`` is the chunking of a single call on one batch
 (one chunk below ``PARALLEL_THRESHOLD`` input elements, else ``template.chunk_rows``), so each
-batch's state is summed in the same order as a separate call's. Values and gradients are not written:
-stacked evaluation reduces only.
+batch's state is summed in the same order as a separate call's. Values and gradients are not
+written: stacked evaluation reduces only.
 """
 import numpy as np
 from numba import float64, njit, prange
