@@ -377,6 +377,20 @@ def _hash_function(fn, digest, seen: set) -> None:
             _hash_value(fn.__globals__[name], digest, seen)
 
 
+def calls_math(fn, seen: set | None = None) -> bool:
+    """Whether the formula ``fn``, or a helper it calls, uses ``math`` (whose float32 variant
+    is vmath's polynomials: a loop that is compute-bound, not memory-bound)."""
+    fn = getattr(fn, "py_func", fn)
+    seen = set() if seen is None else seen
+    if id(fn) in seen:
+        return False
+    seen.add(id(fn))
+    cells = [c.cell_contents for c in fn.__closure__ or ()]
+    found = [fn.__globals__.get(name) for name in _global_names(fn.__code__)] + cells
+    return any(value is math or (isinstance(value, types.FunctionType) and calls_math(value, seen))
+               for value in found)
+
+
 def _global_names(code) -> set:
     names = set(code.co_names)
     for const in code.co_consts:

@@ -329,7 +329,9 @@ def _rowwise_float32_slot(spec) -> str:
 
 def _elementwise_slot(spec) -> str:
     """``VALUE``/``GRAD`` of ``template_elementwise.py``: the float32 variant of the formula for
-    float32 kernels (parameters cast to float32), the formula itself for float64 ones."""
+    float32 kernels (parameters cast to float32), the formula itself for float64 ones; and
+    ``SUM_IN_LOOP``."""
+    from lossforge import registry
     count = len(spec.params)
     p64 = "".join(f", params[{i}]" for i in range(count))
     p32 = "".join(f", float32(params[{i}])" for i in range(count))
@@ -378,6 +380,11 @@ def generated_module(spec, template: str, prefix: str = ""):
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
+    # a float32 formula on vmath's polynomials is compute-bound: see the template's docstring
+    buffered = "p.dtype == types.float32" if registry.calls_math(spec.value) else "False"
+    lines += ["def SUM_IN_LOOP(p):", "    pass  # compiled only: see the overload", "", "",
+              '@overload(SUM_IN_LOOP, inline="always")', "def _sum_in_loop(p):",
+              f"    fused = not ({buffered})", "    return lambda p: fused", ""]
             source = head + _SLOT_BEGIN + _slot(spec, template) + _SLOT_END + tail
             _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source,
                                   spec.name)

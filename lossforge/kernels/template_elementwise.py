@@ -10,13 +10,18 @@ Why the loops look the way they do (each point measured; see ../shared/reference
 
 * elements are visited in blocks of `BLOCK` through slice views indexed from 0: with offsets
   into the whole array numba keeps a negative-index check and LLVM emits gathers (4-5x slower);
-* a block's weighted losses are written to a buffer by a loop with strict IEEE semantics (the
-  formula is inlined into it, so NaN and inf propagate exactly), then summed by a separate
-  loop with ``fastmath={"reassoc"}``, the one flag LLVM needs to vectorise a float sum. (One
-  loop doing both would give the formula the sum's flags, or, with the formula left out of
-  line, would not vectorise at all);
+* a block's losses are summed in the loop that computes them, compiled with strict IEEE
+  semantics (the formula is inlined into it, so NaN and inf propagate exactly) except for the
+  sums' adds, made through `vmath.reassoc_add`: the one instruction LLVM needs reassociable to
+  vectorise a float sum (``fastmath={"reassoc"}`` would flag the formula's operations too).
+  For memory-bound formulas this beat writing the losses to an L1 buffer and summing that in
+  a second loop by 1.5-2.2x (16M float32 elements, 2 threads), as the sum then overlaps the
+  reads. A float32 formula that calls ``math`` (`SUM_IN_LOOP` is False) keeps the buffer:
+  it is compute-bound, and its loop alone runs in 16 float32 lanes, where the float64 sum
+  in it made LLVM choose 8 (20-35% slower);
 * the formula runs in the kernel's dtype (float32 lanes for float32 inputs); the sums are
-  float64 (each block is summed from L1 cache, where the wider lanes cost little);
+  float64;
+* the gradient is a second loop over the block, read again from L1 cache;
 * scalar (stride-0) weights are read once per block, and the value-only, values-writing and
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
@@ -31,6 +36,7 @@ from numba import float32, float64, njit, prange, types  # noqa: F401 (float32, 
 from numba.extending import overload
 
 from lossforge.kernels.runs import next_run, run_length, run_start
+from lossforge.kernels.vmath import reassoc_add
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
 def VALUE(y, p, params):
@@ -49,56 +55,100 @@ def _value(y, p, params):
 @overload(GRAD, inline="always", jit_options={"error_model": "numpy"})
 def _grad(y, p, params):
     return lambda y, p, params: y * 0 + 1
+
+
+def SUM_IN_LOOP(p):
+    """Whether a block's losses are summed in the loop computing them (else from a buffer)."""
+
+
+@overload(SUM_IN_LOOP, inline="always")
+def _sum_in_loop(p):
+    return lambda p: True
 # --- end of formula slot ---
 
 VALUES = 1  # mode bit: write L * W to `values`
 GRAD_BIT = 2  # mode bit: write W * dL/dp to `grad`
-BLOCK = 4096  # elements per block: its buffer stays in L1 cache
+BLOCK = 4096  # elements per block: in L1 cache when the gradient's loop (or the sum) reads it
 CHUNK = 16 * BLOCK  # elements per parallel work item
 
 
-@njit(error_model="numpy", fastmath={"reassoc"})
+@njit(error_model="numpy")
 def _sum(a):
-    """``sum(a)`` in float64, vectorised (lanes reassociated). Summing a block from L1 costs
-    little next to reading it from memory, so float32 values keep a float64 sum."""
+    """``sum(a)`` in float64, vectorised."""
     s = 0.0
     for i in range(a.shape[0]):
-        s += float64(a[i])
+        s = reassoc_add(s, float64(a[i]))
     return s
 
 
-@njit(error_model="numpy", fastmath={"reassoc"})
+@njit(error_model="numpy")
 def _count_nonzero(a):
     """``count(a != 0)`` (NaN counts), vectorised."""
     s = 0.0
     for i in range(a.shape[0]):
-        s += 1.0 if a[i] != 0.0 else 0.0
+        s = reassoc_add(s, 1.0 if a[i] != 0.0 else 0.0)
     return s
 
 
 @njit(inline="always", error_model="numpy")
-def _block_scalar(yb, pb, wt, params, buf, gb, write_grad, gscale):
-    """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``buf``;
-    ``gscale * dL/dp`` into ``gb``)."""
+def _block_scalar(yb, pb, wt, params, vb, gb, buf, write_values, write_grad, gscale):
+    """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``vb``,
+    ``gscale * dL/dp`` into ``gb``, as the flags ask; ``buf``: a block-sized buffer, needed
+    if not `SUM_IN_LOOP` and not ``write_values``)."""
     n = pb.shape[0]
-    for i in range(n):
-        buf[i] = VALUE(yb[i], pb[i], params) * wt
+    if SUM_IN_LOOP(pb):
+        s = 0.0
+        for i in range(n):
+            v = VALUE(yb[i], pb[i], params) * wt
+            if write_values:
+                vb[i] = v
+            s = reassoc_add(s, float64(v))
+    else:
+        out = vb if write_values else buf
+        for i in range(n):
+            out[i] = VALUE(yb[i], pb[i], params) * wt
+        s = _sum(out[:n])
     if write_grad:
         for i in range(n):
             gb[i] = gscale * GRAD(yb[i], pb[i], params)
-    return _sum(buf[:n])
+    return s
 
 
 @njit(inline="always", error_model="numpy")
-def _block_weights(yb, pb, wb, params, buf, gb, write_grad):
-    """``(sum L*W, sum W, count W != 0)`` over one block with weights ``wb``."""
+def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
+    """``(sum L*W, sum W, count W != 0)`` over one block with weights ``wb`` (a NaN weight
+    counts as non-zero)."""
     n = pb.shape[0]
-    for i in range(n):
-        buf[i] = VALUE(yb[i], pb[i], params) * wb[i]
+    if SUM_IN_LOOP(pb):
+        s = 0.0
+        weights = 0.0
+        nonzero = 0.0
+        for i in range(n):
+            wi = wb[i]
+            v = VALUE(yb[i], pb[i], params) * wi
+            if write_values:
+                vb[i] = v
+            s = reassoc_add(s, float64(v))
+            weights = reassoc_add(weights, float64(wi))
+            nonzero = reassoc_add(nonzero, 1.0 if wi != 0.0 else 0.0)
+    else:
+        out = vb if write_values else buf
+        for i in range(n):
+            out[i] = VALUE(yb[i], pb[i], params) * wb[i]
+        s = _sum(out[:n])
+        weights = _sum(wb)
+        nonzero = _count_nonzero(wb)
     if write_grad:
         for i in range(n):
             gb[i] = wb[i] * GRAD(yb[i], pb[i], params)
-    return _sum(buf[:n]), _sum(wb), _count_nonzero(wb)
+    return s, weights, nonzero
+
+
+@njit(inline="always")
+def _buffer(p, start, stop, write_values):
+    """The block buffer of a pass over [start, stop): empty where no loop writes it."""
+    size = 0 if write_values or SUM_IN_LOOP(p) else min(BLOCK, stop - start)
+    return np.empty(size, dtype=p.dtype)
 
 
 @njit(inline="always", error_model="numpy")
@@ -109,15 +159,16 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
     reduction's denominator, which a scalar weight lets the caller know before the pass
     (`lossforge.compute.run`), saving it a second pass over the gradient.
     """
-    scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
+    buf = _buffer(p, start, stop, write_values)
     wt = w[0]
     gscale = w[1] if w.shape[0] > 1 else wt
     weighted = 0.0
     for lo in range(start, stop, BLOCK):
         hi = min(stop, lo + BLOCK)
-        buf = values[lo:hi] if write_values else scratch
+        vb = values[lo:hi] if write_values else values
         gb = grad[lo:hi] if write_grad else grad
-        weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad, gscale)
+        weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, vb, gb, buf, write_values,
+                                  write_grad, gscale)
     n = stop - start
     return weighted, float64(wt) * n, float64(n) if wt != 0 else 0.0
 
@@ -126,7 +177,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
 def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, write_grad):
     """Partial sums over flat elements [start, stop) with the ``(A, M, I)`` weights view."""
     ia, im, ii = run_start(w, start)
-    scratch = np.empty(0 if write_values else min(BLOCK, stop - start), dtype=p.dtype)
+    buf = _buffer(p, start, stop, write_values)
     weighted = 0.0
     weights = 0.0
     nonzero = 0.0
@@ -140,16 +191,17 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, writ
             e = min(run, b + BLOCK)
             lo = j + b
             hi = j + e
-            buf = values[lo:hi] if write_values else scratch
+            vb = values[lo:hi] if write_values else values
             gb = grad[lo:hi] if write_grad else grad
             if scalar:  # a broadcast run (per-sample weights): one weight, read once
                 wt = row[ii]
-                weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, buf, gb, write_grad, wt)
+                weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, vb, gb, buf,
+                                          write_values, write_grad, wt)
                 weights += float64(wt) * (e - b)
                 nonzero += float64(e - b) if wt != 0 else 0.0
             else:
-                a, c, d = _block_weights(y[lo:hi], p[lo:hi], row[ii + b:ii + e], params, buf, gb,
-                                         write_grad)
+                a, c, d = _block_weights(y[lo:hi], p[lo:hi], row[ii + b:ii + e], params, vb, gb,
+                                         buf, write_values, write_grad)
                 weighted += a
                 weights += c
                 nonzero += d

@@ -41,8 +41,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "F32_MATH", "REPLACEMENTS",
-           "sweep", "sweep_pow"]
+__all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "reassoc_add", "F32_MATH",
+           "REPLACEMENTS", "sweep", "sweep_pow"]
 
 _STRICT = dict(fastmath=False, error_model="numpy")
 
@@ -102,6 +102,20 @@ def _maxnum(typingctx, a, b):
         fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]), name)
         return builder.call(fn, args)
     return a(a, a), codegen
+
+
+@intrinsic
+def reassoc_add(typingctx, a, b):
+    """``a + b`` of two float64s, an add LLVM may reassociate (``fadd reassoc``, the one
+    instruction flagged): a loop of strict formulas that accumulates through it vectorises
+    its sum, while the formulas keep strict IEEE semantics (``fastmath={"reassoc"}`` on the
+    loop would flag every operation inlined into it). Only the order of the sum changes."""
+    if not (a == b == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1], flags=("reassoc",))
+    return types.float64(types.float64, types.float64), codegen
 
 
 def _int32_op(name: str, build, doc: str):
