@@ -8,7 +8,9 @@ when its kernels are first built. Two forms exist:
   float64 scalars (label, prediction), for losses whose every element is independent;
 * row-wise ``value(y, p, j, *params) -> float``, the loss of flat output element ``j`` read from
   whole arrays (a softmax row, a cosine fibre), and ``grad(y, p, j, scale, out, *params)``
-  which writes ``scale * dvalue/dp`` into the row's entries of ``out``.
+  which writes ``scale * dvalue/dp`` into the row's entries of ``out``; optionally
+  ``fused_grad(y, p, j, scale, out, *params)``, which does what ``grad`` does and returns what
+  ``value`` returns, computing the row's reductions once (built from the same helpers).
 
 Each formula is written so NaN inputs give NaN: comparisons put NaN on the propagating branch.
 No formula divides by zero (the CPU kernels use numba's Python error model, which raises
@@ -160,9 +162,14 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
     row sums that vectorise, and no cancellation at large logits.
     """
     xr = x[j]
-    zr = z[j]
     if xr.shape[0] == 0:  # no classes: a sum over nothing is 0 (TF), not lse = -inf times 0
         return 0.0
+    return _softmax_row(z[j], xr, label_smoothing)[0]
+
+
+def _softmax_row(zr, xr, label_smoothing):
+    """``(loss, m, lse', sum_k z'_k)`` of a row with at least one class (see
+    softmax_cross_entropy): the loss and what its gradient needs."""
     m, lse = _row_logsumexp(xr)
     total = _row_sum(zr)
     shifted = _row_shifted_dot(zr, xr, m)
@@ -173,8 +180,8 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
             _row_shifted_sum(xr, m) * (label_smoothing / k_count)
     loss = lse * total + shifted
     if loss != loss:  # NaN: maybe only inf * 0 of an infinite label at the max logit, which
-        return _row_nll_dot(zr, xr, m, lse, label_smoothing)  # TF's term-by-term sum has not
-    return loss
+        loss = _row_nll_dot(zr, xr, m, lse, label_smoothing)  # TF's term-by-term sum has not
+    return loss, m, lse, total
 
 
 def _row_nll_dot(z, x, m, lse, label_smoothing):
@@ -195,41 +202,71 @@ def _smoothing(label_smoothing, k_count):
 
 
 def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
-    """``d/dx_k = (sum_i z_i) softmax(x)_k - z_k``."""
+    """``d/dx_k = (sum_i z'_i) softmax(x)_k - z'_k``."""
     xr = x[j]
     zr = z[j]
-    outr = out[j]
-    k_count = xr.shape[0]
     m, lse = _row_logsumexp(xr)
     total = _row_sum(zr)
     if label_smoothing > 0.0:
         total = total * (1.0 - label_smoothing) + label_smoothing
+    _softmax_row_grad(zr, xr, out[j], scale, m, lse, total, label_smoothing)
+
+
+def softmax_cross_entropy_fused(z, x, j, scale, out, label_smoothing):
+    """softmax_cross_entropy's value, returned, and its gradient, written as
+    softmax_cross_entropy_grad writes it, from one log-sum-exp of the row."""
+    xr = x[j]
+    if xr.shape[0] == 0:
+        return 0.0
+    zr = z[j]
+    loss, m, lse, total = _softmax_row(zr, xr, label_smoothing)
+    _softmax_row_grad(zr, xr, out[j], scale, m, lse, total, label_smoothing)
+    return loss
+
+
+def _softmax_row_grad(zr, xr, outr, scale, m, lse, total, label_smoothing):
+    """``outr_k = scale ((sum_i z'_i) softmax(x)_k - z'_k)`` from the row's ``m``, ``lse'`` and
+    ``total = sum_i z'_i``."""
     # float(): a float32 kernel computes the exps in float32 (m is a logit, so exact in it)
     m, lse, total = float(m), float(lse), float(total)
-    keep, spread = _smoothing(label_smoothing, k_count)
+    keep, spread = _smoothing(label_smoothing, xr.shape[0])
     spread = float(spread)  # (ls / K, an int K, would widen a float32 kernel's lanes to float64)
-    for k in range(k_count):
+    for k in range(xr.shape[0]):
         zk = float(zr[k]) * keep + spread
         outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
 
 
 def sparse_softmax_cross_entropy(labels, x, j):
     """Row ``j``: ``lse(x) - x[label]``; an out-of-range label gives NaN and is never read."""
-    label = labels[j]
-    if label < 0 or label >= x.shape[1]:
+    m, lse = _row_logsumexp(x[j])
+    return _sparse_row_loss(labels[j], x[j], m, lse)
+
+
+def _sparse_row_loss(label, xr, m, lse):
+    """``lse' + (m - x[label])``, or NaN for a label outside the row (never read)."""
+    if label < 0 or label >= xr.shape[0]:
         return math.nan
-    xr = x[j]
-    m, lse = _row_logsumexp(xr)
     return lse + (m - float(xr[label]))
 
 
 def sparse_softmax_cross_entropy_grad(labels, x, j, scale, out):
     """``d/dx_k = softmax(x)_k - [k == label]``."""
-    label = labels[j]
+    m, lse = _row_logsumexp(x[j])
+    _sparse_row_grad(labels[j], x[j], out[j], scale, m, lse)
+
+
+def sparse_softmax_cross_entropy_fused(labels, x, j, scale, out):
+    """sparse_softmax_cross_entropy's value, returned, and its gradient, written as
+    sparse_softmax_cross_entropy_grad writes it, from one log-sum-exp of the row."""
     xr = x[j]
-    outr = out[j]
     m, lse = _row_logsumexp(xr)
-    m, lse = float(m), float(lse)  # (see softmax_cross_entropy_grad)
+    _sparse_row_grad(labels[j], xr, out[j], scale, m, lse)
+    return _sparse_row_loss(labels[j], xr, m, lse)
+
+
+def _sparse_row_grad(label, xr, outr, scale, m, lse):
+    """``outr_k = scale (softmax(x)_k - [k == label])`` from the row's ``m`` and ``lse'``."""
+    m, lse = float(m), float(lse)  # (see _softmax_row_grad)
     for k in range(xr.shape[0]):
         hit = 1.0 if k == label else 0.0
         outr[k] = scale * (math.exp((float(xr[k]) - m) - lse) - hit)

@@ -136,6 +136,10 @@ class LossSpec:
       float32_math: whether float32 inputs run the formula's float32 variant (vectorised
         float32 math, see `float32_variant`) rather than the formula in float64. Default: yes
         for elementwise losses; no for row-wise ones, whose loops may rely on float64 sums.
+      fused_grad: optional, row-wise losses only: ``fused_grad(y, p, j, scale, out, *params)``
+        writes what ``grad`` writes and returns what ``value`` returns, sharing the row's
+        work (a softmax's log-sum-exp). Value-and-gradient kernels call it instead of the two;
+        build it from the helpers ``value`` and ``grad`` call, so that the formulas stay one.
     """
 
     name: str
@@ -153,6 +157,7 @@ class LossSpec:
     example: Callable | None = field(default=None, repr=False)
     float32_math: bool | None = field(default=None, repr=False)
     builtin: bool = field(default=False, repr=False)
+    fused_grad: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("elementwise", "rowwise"):
@@ -165,6 +170,13 @@ class LossSpec:
         if self.grad is not None:
             _check_formula_arity(self.name, "grad", self.grad, 5 if self.kind == "rowwise" else 2,
                                  self.params)
+        if self.fused_grad is not None:
+            if self.kind != "rowwise" or self.grad is None:
+                raise InvalidArgumentError(
+                    f"{self.name}: `fused_grad` is for row-wise losses that have a `grad` (kind="
+                    f"{self.kind!r}, grad={self.grad!r}); drop it, or register the loss with "
+                    f"kind='rowwise' and grad=....")
+            _check_formula_arity(self.name, "fused_grad", self.fused_grad, 5, self.params)
         if not self.doc:
             self.doc = inspect.getdoc(self.value) or ""
         if self.float32_math is None:
@@ -179,8 +191,9 @@ class LossSpec:
         if self._fingerprint is None:
             digest = hashlib.sha256(f"{self.kind} {self.float32_math}".encode())
             _hash_function(self.value, digest, set())
-            if self.grad is not None:
-                _hash_function(self.grad, digest, set())
+            for formula in (self.grad, self.fused_grad):
+                if formula is not None:
+                    _hash_function(formula, digest, set())
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 
@@ -441,7 +454,7 @@ def jitted_formula(fingerprint: str, role: str, float32: bool = False):
     key = (fingerprint, role, float32)
     if key not in _compiled:
         spec = _by_fingerprint[fingerprint]
-        fn = spec.value if role == "value" else spec.grad
+        fn = {"value": spec.value, "grad": spec.grad, "fused_grad": spec.fused_grad}[role]
         _compiled[key] = _jit_with_helpers(fn, {}, float32)
     return _compiled[key]
 
@@ -567,7 +580,8 @@ def unregister(name: str, missing_ok: bool = False) -> None:
 def register_loss(name: str, *, grad: Callable | None = None, params=None, aliases=(),
                   kind: str = "elementwise", inputs=("labels", "predictions"),
                   reduction=Reduction.SUM_BY_NONZERO_WEIGHTS, doc: str | None = None,
-                  label_range=None, prediction_range=None, override: bool = False):
+                  label_range=None, prediction_range=None, override: bool = False,
+                  fused_grad: Callable | None = None):
     """Decorator: register a scalar formula as the loss ``name``; returns the formula unchanged.
 
     Args:
@@ -576,7 +590,7 @@ def register_loss(name: str, *, grad: Callable | None = None, params=None, alias
       params: ``{"delta": 1.0}`` (name -> default) or a sequence of `Param`; they are the
         formula's arguments after ``(y, p)`` and keyword arguments of the loss.
       aliases: other names for it.
-      kind, inputs, reduction, doc, label_range, prediction_range: see `LossSpec`.
+      kind, inputs, reduction, doc, label_range, prediction_range, fused_grad: see `LossSpec`.
       override: replace a loss already registered under ``name``.
     """
     if isinstance(params, dict):
@@ -586,7 +600,8 @@ def register_loss(name: str, *, grad: Callable | None = None, params=None, alias
         register(LossSpec(name, formula, grad=grad, params=tuple(params or ()), kind=kind,
                           inputs=tuple(inputs), aliases=tuple(aliases), reduction=reduction,
                           doc=doc or "", label_range=label_range,
-                          prediction_range=prediction_range), override=override)
+                          prediction_range=prediction_range, fused_grad=fused_grad),
+                 override=override)
         return formula
     return decorate
 

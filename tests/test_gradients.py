@@ -2,6 +2,8 @@
 
 Parametrised over the registry: a newly registered loss is tested here at once.
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,35 @@ def test_zero_scalar_weight_gives_zero_gradient_even_at_nan(dtype):
     for reduction in (Reduction.MEAN, Reduction.SUM_BY_NONZERO_WEIGHTS):
         value, grad = spec.value_and_grad(np.array([0.0, 1.0, 1.0], dtype), p, 0.0, reduction)
         assert value == 0.0 and np.array_equal(grad, np.zeros(3, dtype)), reduction
+
+
+EXTENDED = list(lossforge.builtins.EXTENDED.values())
+FUSED = [s for s in SPECS + EXTENDED if s.fused_grad is not None]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec", FUSED, ids=[s.name for s in FUSED])
+def test_fused_formula_gives_the_two_formulas_numbers(spec, dtype):
+    """A loss's ``fused_grad`` (value and gradient from one pass over a row) gives bit for bit
+    the values of its ``value`` formula and the gradient of its ``grad`` formula: the same loss
+    without it (which calls the two in turn) is the reference, at ordinary, extreme (+-1e4),
+    infinite and NaN logits, and with label smoothing where the loss has it."""
+    assert FUSED, "no built-in loss has a fused formula"
+    twin = dataclasses.replace(spec, fused_grad=None)
+    rng = np.random.default_rng(3)
+    y, p, kw = spec.example_inputs(rng, batch=6, classes=7)
+    p = np.array(p, dtype=dtype)
+    p[1, 2], p[2, 0], p[3, 1], p[4, 4] = 1e4, -1e4, np.inf, np.nan
+    p[5, :] = -np.inf
+    if np.asarray(y).dtype.kind == "f":
+        y = np.asarray(y).astype(dtype)
+    w = gradient_weights("per_sample", np.shape(spec(y, p, reduction=Reduction.NONE, **kw)), rng)
+    for params in [{}] + ([{"label_smoothing": 0.2}] if "label_smoothing" in spec.param_names
+                          else []):
+        for reduction in (Reduction.NONE, Reduction.SUM_BY_NONZERO_WEIGHTS):
+            fused = spec.value_and_grad(y, p, w, reduction, **kw, **params)
+            two = twin.value_and_grad(y, p, w, reduction, **kw, **params)
+            np.testing.assert_array_equal(fused[0], two[0])
+            np.testing.assert_array_equal(fused[1], two[1])
+            np.testing.assert_array_equal(fused[0], spec(y, p, w, reduction, **kw, **params))
+

@@ -100,6 +100,22 @@ def test_formula_arity_is_checked():
     assert "bad_arity" not in registry.names() and "bad_grad" not in registry.names()
 
 
+def test_fused_grad_is_for_row_wise_losses_with_a_gradient():
+    fused = lambda y, p, j, scale, out: 0.0  # noqa: E731
+    with pytest.raises(ValueError, match="`fused_grad` is for row-wise losses.*kind='rowwise'"):
+        registry.LossSpec("fused_elementwise", lambda y, p: p, lambda y, p: 1.0, fused_grad=fused)
+    with pytest.raises(ValueError, match="`fused_grad` is for row-wise losses.*grad=None"):
+        registry.LossSpec("fused_no_grad", lambda y, p, j: 0.0, kind="rowwise", fused_grad=fused)
+    with pytest.raises(TypeError, match=r"fused_grad formula.*exactly 6 positional arguments"):
+        registry.LossSpec("fused_arity", lambda y, p, j, c: 0.0,
+                          lambda y, p, j, scale, out, c: None, params=(("c", 1.0),),
+                          kind="rowwise", fused_grad=fused)
+    spec = registry.LossSpec("fused_ok", lambda y, p, j: 0.0, lambda y, p, j, scale, out: None,
+                             kind="rowwise")
+    other = registry.LossSpec("fused_ok", spec.value, spec.grad, kind="rowwise", fused_grad=fused)
+    assert spec.fingerprint != other.fingerprint  # a fused formula compiles its own kernels
+
+
 def test_fingerprint_follows_the_formula_and_its_helpers():
     def make(c):
         return registry.LossSpec("fp", lambda y, p: c * (p - y))

@@ -284,17 +284,24 @@ def _slot(spec, template: str) -> str:
         grad = f"grad[j] = scale * _GRAD(float64(y[j]), float64(p[j]){params})"
     if spec.grad is None:
         grad = "pass  # no gradient formula: never called (mode has no GRAD bit)"
+    fused = []
+    if spec.fused_grad is not None:
+        lines.append(f"_FUSED = _jitted({spec.fingerprint!r}, 'fused_grad')")
+        fused = ['@njit(inline="always", error_model="numpy")',
+                 "def FUSED_AT(y, p, j, scale, grad, params):",
+                 f"    return _FUSED(y, p, j, scale, grad{params})", "", ""]
     return "\n".join(lines + [
         "", "", '@njit(inline="always", error_model="numpy")', "def LOSS_AT(y, p, j, params):",
         f"    return {value}",
         "", "", '@njit(inline="always", error_model="numpy")',
         "def GRAD_AT(y, p, j, scale, grad, params):",
-        f"    {grad}", ""])
+        f"    {grad}", "", "", *fused, *_loss_grad_at(spec)])
 
 
 def _rowwise_float32_slot(spec) -> str:
-    """``LOSS_AT``/``GRAD_AT`` of ``template.py`` for a row-wise loss with ``float32_math``:
-    the float32 variant of its formula for float32 logits, the formula itself otherwise."""
+    """``LOSS_AT``/``GRAD_AT``/``LOSS_GRAD_AT`` of ``template.py`` for a row-wise loss with
+    ``float32_math``: the float32 variant of its formulas for float32 logits, the formulas
+    themselves otherwise."""
     count = len(spec.params)
     p64 = "".join(f", params[{i}]" for i in range(count))
     p32 = "".join(f", float32(params[{i}])" for i in range(count))
@@ -314,17 +321,39 @@ def _rowwise_float32_slot(spec) -> str:
         lines += ["def _no_grad(y, p, j, scale, grad, params):", "    pass  # never called", "", "",
                   '@overload(GRAD_AT, inline="always")',
                   "def _grad_at(y, p, j, scale, grad, params):", "    return _no_grad", ""]
-        return "\n".join(lines)
-    lines += [f"_GRAD64 = _jitted({fp!r}, 'grad')",
-              f"_GRAD32 = _jitted({fp!r}, 'grad', float32=True)", "", "",
-              "def _grad32(y, p, j, scale, grad, params):",
-              f"    _GRAD32(y, p, j, float32(scale), grad{p32})", "", "",
-              "def _grad64(y, p, j, scale, grad, params):",
-              f"    _GRAD64(y, p, j, scale, grad{p64})", "", "",
-              '@overload(GRAD_AT, inline="always", jit_options={"error_model": "numpy"})',
-              "def _grad_at(y, p, j, scale, grad, params):",
-              "    return _grad32 if p.dtype == types.float32 else _grad64", ""]
-    return "\n".join(lines)
+        return "\n".join(lines + _loss_grad_at(spec))
+    for role, name in (("grad", "GRAD_AT"), ("fused_grad", "FUSED_AT")):
+        if role == "fused_grad" and spec.fused_grad is None:
+            break
+        upper = role.upper()
+        call32 = f"_{upper}32(y, p, j, float32(scale), grad{p32})"
+        call64 = f"_{upper}64(y, p, j, scale, grad{p64})"
+        if role == "fused_grad":  # returns the loss, in float64 (as LOSS_AT)
+            call32, call64 = f"return float64({call32})", f"return {call64}"
+        lines += [f"_{upper}64 = _jitted({fp!r}, {role!r})",
+                  f"_{upper}32 = _jitted({fp!r}, {role!r}, float32=True)", "", "",
+                  f"def _{role}32(y, p, j, scale, grad, params):", f"    {call32}", "", "",
+                  f"def _{role}64(y, p, j, scale, grad, params):", f"    {call64}", "", ""]
+        if role == "fused_grad":
+            lines += ["def FUSED_AT(y, p, j, scale, grad, params):", "    pass  # compiled only",
+                      "", ""]
+        lines += [f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
+                  f"def _{role}_at(y, p, j, scale, grad, params):",
+                  f"    return _{role}32 if p.dtype == types.float32 else _{role}64", "", ""]
+    return "\n".join(lines + _loss_grad_at(spec))
+
+
+def _loss_grad_at(spec) -> list[str]:
+    """``LOSS_GRAD_AT``: the loss, and its gradient if ``write_grad``, through ``FUSED_AT`` (the
+    spec's ``fused_grad``) if it has one, else ``LOSS_AT`` and ``GRAD_AT`` in turn."""
+    if spec.fused_grad is not None:
+        body = ["    if write_grad:", "        return FUSED_AT(y, p, j, scale, grad, params)",
+                "    return LOSS_AT(y, p, j, params)"]
+    else:
+        body = ["    v = LOSS_AT(y, p, j, params)", "    if write_grad:",
+                "        GRAD_AT(y, p, j, scale, grad, params)", "    return v"]
+    return ['@njit(inline="always", error_model="numpy")',
+            "def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):", *body, ""]
 
 
 def _elementwise_slot(spec) -> str:
@@ -351,6 +380,11 @@ def _elementwise_slot(spec) -> str:
                   f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
                   f"def _{role}(y, p, params):",
                   f"    return _{role}32 if y == types.float32 else _{role}64", "", ""]
+    # a float32 formula on vmath's polynomials is compute-bound: see the template's docstring
+    buffered = "p.dtype == types.float32" if registry.calls_math(spec.value) else "False"
+    lines += ["def SUM_IN_LOOP(p):", "    pass  # compiled only: see the overload", "", "",
+              '@overload(SUM_IN_LOOP, inline="always")', "def _sum_in_loop(p):",
+              f"    fused = not ({buffered})", "    return lambda p: fused", ""]
     return "\n".join(lines)
 
 
@@ -380,11 +414,6 @@ def generated_module(spec, template: str, prefix: str = ""):
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-    # a float32 formula on vmath's polynomials is compute-bound: see the template's docstring
-    buffered = "p.dtype == types.float32" if registry.calls_math(spec.value) else "False"
-    lines += ["def SUM_IN_LOOP(p):", "    pass  # compiled only: see the overload", "", "",
-              '@overload(SUM_IN_LOOP, inline="always")', "def _sum_in_loop(p):",
-              f"    fused = not ({buffered})", "    return lambda p: fused", ""]
             source = head + _SLOT_BEGIN + _slot(spec, template) + _SLOT_END + tail
             _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source,
                                   spec.name)

@@ -6,12 +6,15 @@ This file is a template: `lossforge.kernels` copies it into a cache directory on
 ``cache=True`` kernels (numba caches a function only when the formula it calls is a module
 global, not an argument). As written, the slot holds the formula of ``compute_weighted_loss``.
 
-``LOSS_AT(y, p, j, params)`` is the unweighted loss of flat output element ``j`` and
-``GRAD_AT(y, p, j, scale, grad, params)`` writes ``scale * dloss_j/dp`` into ``grad``; ``w`` is
-the ``(A, M, I)`` broadcast view of the weights built by ``lossforge.inputs.weights_view``;
-``n`` is the number of loss elements. ``error_model="numpy"``: a division by zero in a formula
-gives inf/NaN as in TF (numba's default would raise ZeroDivisionError from the kernel). One pass computes the partial state and, as ``mode``
-asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
+``LOSS_AT(y, p, j, params)`` is the unweighted loss of flat output element ``j``,
+``GRAD_AT(y, p, j, scale, grad, params)`` writes ``scale * dloss_j/dp`` into ``grad``, and
+``LOSS_GRAD_AT(..., write_grad)`` returns the loss and, if ``write_grad``, writes the gradient
+too (through the loss's ``fused_grad`` formula, which shares a row's work between the two, if
+it has one); ``w`` is the ``(A, M, I)`` broadcast view of the weights built by
+``lossforge.inputs.weights_view``; ``n`` is the number of loss elements.
+``error_model="numpy"``: a division by zero in a formula gives inf/NaN as in TF (numba's
+default would raise ZeroDivisionError from the kernel). One pass computes the partial state
+and, as ``mode`` asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
 """
 import numpy as np
 from numba import float64, njit, prange
@@ -27,6 +30,14 @@ def LOSS_AT(y, p, j, params):
 @njit(inline="always", error_model="numpy")
 def GRAD_AT(y, p, j, scale, grad, params):
     grad[j] = scale
+
+
+@njit(inline="always", error_model="numpy")
+def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):
+    v = LOSS_AT(y, p, j, params)
+    if write_grad:
+        GRAD_AT(y, p, j, scale, grad, params)
+    return v
 # --- end of formula slot ---
 
 VALUES = 1  # mode bit: write L * W to `values`
@@ -43,15 +54,9 @@ def chunk_rows(size, n):
 
 
 @njit(inline="always", error_model="numpy")
-def _weighted_element(y, p, row, k, j, params):
-    """(L_j * W_j, W_j) with W_j = row[k]."""
-    wt = float64(row[k])
-    return LOSS_AT(y, p, j, params) * wt, wt
-
-
-@njit(cache=True, error_model="numpy")
-def _pass_range(y, p, w, params, start, stop, values, grad, mode):
-    """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks."""
+def _pass_range(y, p, w, params, start, stop, values, grad, mode, write):
+    """(sum L*W, sum W, count W != 0) over flat elements [start, stop), writing as `mode` asks
+    if ``write`` (a constant: numba compiles only the loop it selects)."""
     ia, im, ii = run_start(w, start)
     write_values = (mode & VALUES) != 0
     write_grad = (mode & GRAD) != 0
@@ -64,20 +69,19 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
         # the value-only loop is separate so its body has no stores (LLVM does not unswitch it)
         run = run_length(w, ii, j, stop)
         row = w[ia, im]
-        if write_values or write_grad:
+        if write:
             for t in range(run):
-                v, wt = _weighted_element(y, p, row, ii + t, j + t, params)
+                wt = float64(row[ii + t])
+                v = LOSS_GRAD_AT(y, p, j + t, wt, grad, params, write_grad) * wt
                 weighted += v
                 weights += wt
                 nonzero += 1.0 if wt != 0.0 else 0.0
                 if write_values:
                     values[j + t] = v
-                if write_grad:
-                    GRAD_AT(y, p, j + t, wt, grad, params)
         else:
             for t in range(run):
-                v, wt = _weighted_element(y, p, row, ii + t, j + t, params)
-                weighted += v
+                wt = float64(row[ii + t])
+                weighted += LOSS_AT(y, p, j + t, params) * wt
                 weights += wt
                 nonzero += 1.0 if wt != 0.0 else 0.0
         j += run
@@ -85,19 +89,14 @@ def _pass_range(y, p, w, params, start, stop, values, grad, mode):
     return weighted, weights, nonzero
 
 
-@njit(cache=True, error_model="numpy")
-def run_serial(y, p, w, params, n, values, grad, mode):
-    return _pass_range(y, p, w, params, 0, n, values, grad, mode)
-
-
-@njit(cache=True, parallel=True, error_model="numpy")
-def run_parallel(y, p, w, params, n, values, grad, mode):
+@njit(inline="always", error_model="numpy")
+def _chunked(y, p, w, params, n, values, grad, mode, write):
     rows = chunk_rows(p.size, n)
     chunks = (n + rows - 1) // rows
     parts = np.zeros((chunks, 3))
     for c in prange(chunks):
         a, b, d = _pass_range(y, p, w, params, c * rows, min(n, (c + 1) * rows), values, grad,
-                              mode)
+                              mode, write)
         parts[c, 0] = a
         parts[c, 1] = b
         parts[c, 2] = d
@@ -105,6 +104,41 @@ def run_parallel(y, p, w, params, n, values, grad, mode):
     return parts[:, 0].sum(), parts[:, 1].sum(), parts[:, 2].sum()
 
 
-#: The kernels by mode, as ``template_elementwise.py`` has them (one loop serves every mode).
-SERIAL = (run_serial,) * 4
-PARALLEL = (run_parallel,) * 4
+# The value-only kernels and the writing ones (values, gradient or both, as `mode` asks) are
+# compiled apart, each on first use: a first call of a loss compiles only the loop it needs
+# (cold cache, float64: softmax's first call took 6.7 s when one kernel held both, now 2.6 s,
+# and its first value-and-gradient call 5.0 s; sparse softmax's 3.7 s, now 1.4 + 2.0 s).
+
+@njit(cache=True, error_model="numpy")
+def serial_reduce(y, p, w, params, n, values, grad, mode):
+    return _pass_range(y, p, w, params, 0, n, values, grad, mode, False)
+
+
+@njit(cache=True, error_model="numpy")
+def serial_write(y, p, w, params, n, values, grad, mode):
+    return _pass_range(y, p, w, params, 0, n, values, grad, mode, True)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_reduce(y, p, w, params, n, values, grad, mode):
+    return _chunked(y, p, w, params, n, values, grad, mode, False)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def parallel_write(y, p, w, params, n, values, grad, mode):
+    return _chunked(y, p, w, params, n, values, grad, mode, True)
+
+
+#: The kernels by mode (0, VALUES, GRAD, VALUES | GRAD), as ``template_elementwise.py`` has them.
+SERIAL = (serial_reduce, serial_write, serial_write, serial_write)
+PARALLEL = (parallel_reduce, parallel_write, parallel_write, parallel_write)
+
+
+def run_serial(y, p, w, params, n, values, grad, mode):
+    """``(sum L*W, sum W, count W != 0)`` over ``n`` loss elements, writing as ``mode`` asks."""
+    return SERIAL[mode](y, p, w, params, n, values, grad, mode)
+
+
+def run_parallel(y, p, w, params, n, values, grad, mode):
+    """`run_serial` on all threads, chunk by chunk (the result does not depend on their number)."""
+    return PARALLEL[mode](y, p, w, params, n, values, grad, mode)

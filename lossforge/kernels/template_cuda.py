@@ -3,8 +3,8 @@
 This file is a template, like ``template.py``: `lossforge.kernels.cuda` copies it into the
 kernel cache directory once per loss (and per fingerprint of its formulas), replacing the
 formula slot with the slot that ``template.py`` gets (`lossforge.kernels._slot`: the same
-``LOSS_AT``/``GRAD_AT`` bound to the same registered formulas), and imports the copy. As
-written, the slot holds the formula of ``compute_weighted_loss``.
+``LOSS_AT``/``GRAD_AT``/``LOSS_GRAD_AT`` bound to the same registered formulas), and imports
+the copy. As written, the slot holds the formula of ``compute_weighted_loss``.
 
 Why ``LOSS_AT``/``GRAD_AT`` and the formulas are ``numba.njit(inline="always")`` functions,
 not ``cuda.jit(device=True)`` ones: numba inlines them into the kernel's IR before typing, so
@@ -30,6 +30,14 @@ def LOSS_AT(y, p, j, params):
 @njit(inline="always")
 def GRAD_AT(y, p, j, scale, grad, params):
     grad[j] = scale
+
+
+@njit(inline="always")
+def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):
+    v = LOSS_AT(y, p, j, params)
+    if write_grad:
+        GRAD_AT(y, p, j, scale, grad, params)
+    return v
 # --- end of formula slot ---
 
 
@@ -81,14 +89,12 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials, d
             ii = rest - im * inner
             wt = float64(w[ia if w.shape[0] > 1 else 0, im if w.shape[1] > 1 else 0,
                            ii if w.shape[2] > 1 else 0])
-        v = LOSS_AT(yv, pv, j, params) * wt
+        v = LOSS_GRAD_AT(yv, pv, j, wt, gv, params, (mode & GRAD) != 0) * wt
         weighted += v
         weights += wt
         nonzero += 1.0 if wt != 0.0 else 0.0
         if mode & VALUES:
             values[j] = v
-        if mode & GRAD:
-            GRAD_AT(yv, pv, j, wt, gv, params)
     shared[0, t] = weighted
     shared[1, t] = weights
     shared[2, t] = nonzero
