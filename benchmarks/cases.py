@@ -84,7 +84,8 @@ def _loss_case(name: str, group: str) -> Case:
         lf = lambda *a, device="cpu": spec(*a, device=device, **kwargs)  # noqa: E731
     vg = None
     if spec is not None and spec.grad is not None:
-        vg = lambda *a, device="cpu": spec.value_and_grad(*a, device=device, **kwargs)  # noqa: E731
+        def vg(*a, device="cpu", **extra):  # extra: grad_out=
+            return spec.value_and_grad(*a, device=device, **kwargs, **extra)
 
     def peer_formula(peer):
         fn = peer.formulas.get(name)

@@ -66,10 +66,13 @@ def grad_table(results) -> str:
     rows = results.get("grad") or []
     if not rows:
         return ""
-    lines = ["| loss | elements | value | value + gradient | ratio |", "|---|---|---|---|---|"]
+    lines = ["| loss | elements | value | value + gradient | ratio | into a reused `grad_out` "
+             "| ratio |", "|---|---|---|---|---|---|---|"]
     for r in rows:
+        reused = (f"{fmt_time(r['grad_out_s'])} | {r['grad_out_ratio']:.2f}x"
+                  if r.get("grad_out_s") is not None else "- | -")
         lines.append(f"| {r['loss']} | {r['elements']:,} | {fmt_time(r['value_s'])} | "
-                     f"{fmt_time(r['value_and_grad_s'])} | {r['ratio']:.2f}x |")
+                     f"{fmt_time(r['value_and_grad_s'])} | {r['ratio']:.2f}x | {reused} |")
     return "\n".join(lines)
 
 

@@ -190,9 +190,14 @@ def measure_case(case, size: int, peers, args, grad_size) -> tuple[dict, list[di
     ]
     timed_grad = case.value_and_grad is not None and size == grad_size
     if timed_grad:
+        first = lambda r: float(r[0] if isinstance(r, tuple) else r)  # noqa: E731
         contestants.append(Contestant("value_and_grad", lambda i: case.value_and_grad(*sets[i]),
-                                      value=lambda r: float(r[0] if isinstance(r, tuple) else r),
-                                      sets=nsets))
+                                      value=first, sets=nsets))
+        if case.group != "objective":  # a loss: its gradient also into one reused array
+            buffer = np.empty_like(arrays[-1])
+            contestants.append(Contestant(
+                "value_and_grad_out", lambda i: case.value_and_grad(*sets[i], grad_out=buffer),
+                value=first, sets=nsets))
     skipped = {}
     for peer in peers:
         formula, why = case.peer_formula(peer)
@@ -247,6 +252,10 @@ def measure_case(case, size: int, peers, args, grad_size) -> tuple[dict, list[di
     if timed_grad and by["value_and_grad"].error is None:
         row["value_and_grad"] = by["value_and_grad"].best
         row["grad_ratio"] = by["value_and_grad"].best / lf.best
+        reused = by.get("value_and_grad_out")
+        if reused is not None and reused.error is None:
+            row["value_and_grad_out"] = reused.best
+            row["grad_out_ratio"] = reused.best / lf.best
     _log("  " + ", ".join(f"{c.name} {c.best * 1e3:.3f} ms" if c.best else f"{c.name} {c.error}"
                           for c in contestants) + f"  ({time.perf_counter() - started:.1f} s)")
     return row, disagreements
@@ -334,7 +343,9 @@ def main(argv=None) -> int:
         },
         "throughput": rows if "throughput" in sections else [],
         "grad": [{"loss": r["loss"], "elements": r["elements"], "value_s": r["lossforge"],
-                  "value_and_grad_s": r["value_and_grad"], "ratio": r["grad_ratio"]}
+                  "value_and_grad_s": r["value_and_grad"], "ratio": r["grad_ratio"],
+                  "grad_out_s": r.get("value_and_grad_out"),
+                  "grad_out_ratio": r.get("grad_out_ratio")}
                  for r in rows if r.get("value_and_grad") is not None],
         "latency": latency_rows, "coldstart": cold, "disagreements": disagreements,
     }

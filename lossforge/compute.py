@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 
-from .inputs import (NUMERIC_KINDS, as_array, check_weights_broadcast, float_dtypes, for_kernel,
-                     scalar_weight, weights_view)
+from .inputs import (NUMERIC_KINDS, as_array, check_grad_out, check_weights_broadcast,
+                     float_dtypes, for_kernel, scalar_weight, weights_view)
 from .reduction import LossState, Reduction, finalize, finalize_sums
 
 __all__ = ["run", "run_small", "prepare", "denominator", "DEVICES", "SCALAR_REDUCTIONS"]
@@ -25,12 +25,13 @@ def denominator(state: LossState, reduction: Reduction) -> float:
 
 
 def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False,
-        device: str = "cpu"):
+        device: str = "cpu", grad_out: np.ndarray | None = None):
     """``(value, grad or None, LossState)`` of ``spec`` over ``prepared`` inputs, in one pass.
 
     ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
-    scalar of the output dtype; ``grad`` is shaped like the predictions. ``device="cuda"`` runs
-    the loss's CUDA kernels (see `lossforge.kernels.cuda`).
+    scalar of the output dtype; ``grad`` is shaped like the predictions: ``grad_out`` if given
+    (see `LossSpec.value_and_grad`). ``device="cuda"`` runs the loss's CUDA kernels (see
+    `lossforge.kernels.cuda`).
     """
     if device != "cpu":
         return _cuda(device).run(spec, prepared, params, reduction, with_grad)
@@ -38,9 +39,21 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
     values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
-    # an elementwise kernel writes every gradient entry; a row-wise formula may write only some
-    grad = ((np.empty if spec.kind == "elementwise" else np.zeros)(p.shape, dtype=kd)
-            if with_grad else _unused(kd, p.ndim))
+    if with_grad and grad_out is not None:
+        if out_dtype != kd:
+            from .errors import InvalidArgumentError
+            raise InvalidArgumentError(
+                f"`grad_out` needs float32 or float64 inputs: these give a {out_dtype} gradient, "
+                f"computed in {kd} and then converted. Cast the inputs, or pass grad_out=None.")
+        check_grad_out(grad_out, grad_shape, kd, (y, p, weights))
+        grad = grad_out.reshape(p.shape)  # a view: grad_out is C-contiguous
+        if spec.kind != "elementwise":
+            grad[...] = 0  # (see below)
+    else:
+        # an elementwise kernel writes every gradient entry; a row-wise formula may write only
+        # some
+        grad = ((np.empty if spec.kind == "elementwise" else np.zeros)(p.shape, dtype=kd)
+                if with_grad else _unused(kd, p.ndim))
     sums = (0.0, 0.0, 0.0)
     scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
@@ -70,6 +83,8 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         grad[...] = 0
     elif denom != 1:
         grad *= 1.0 / denom  # in place: the gradient may be as large as the inputs
+    if grad_out is not None:
+        return value, grad_out, state
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
 
 

@@ -175,3 +175,28 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     # kernels index this view without bounds checks: it must cover every loss element
     assert view.size == math.prod(loss_shape), (weights.shape, loss_shape)
     return view
+
+
+def check_grad_out(grad_out, shape: tuple[int, ...], dtype: np.dtype, reads=()) -> np.ndarray:
+    """``grad_out`` if the kernel can write a gradient of ``shape`` and ``dtype`` into it: a
+    writeable, C-contiguous ndarray that shares no memory with the arrays it ``reads``."""
+    if not isinstance(grad_out, np.ndarray):
+        raise InvalidTypeError(f"`grad_out` must be a numpy array; got {type(grad_out).__name__}. "
+                               f"Pass np.empty({shape}, dtype=np.{dtype}) and reuse it.")
+    problems = []
+    if grad_out.shape != tuple(shape):
+        problems.append(f"shape {grad_out.shape}, not the predictions' {tuple(shape)}")
+    if grad_out.dtype != dtype:
+        problems.append(f"dtype {grad_out.dtype}, not the gradient's {dtype}")
+    if not grad_out.flags.c_contiguous:
+        problems.append("not C-contiguous")
+    if not grad_out.flags.writeable:
+        problems.append("read-only")
+    if any(np.may_share_memory(grad_out, a) for a in reads):
+        problems.append("it shares memory with the inputs the kernel reads")
+    if problems:
+        raise InvalidArgumentError(
+            f"`grad_out` cannot hold the gradient: {'; '.join(problems)}. Pass a writeable "
+            f"array of its own, np.empty({tuple(shape)}, dtype=np.{dtype}), or grad_out=None.")
+    return grad_out
+

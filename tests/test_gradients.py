@@ -157,3 +157,49 @@ def test_fused_formula_gives_the_two_formulas_numbers(spec, dtype):
             np.testing.assert_array_equal(fused[1], two[1])
             np.testing.assert_array_equal(fused[0], spec(y, p, w, reduction, **kw, **params))
 
+
+WITH_GRAD = [s for s in SPECS if s.grad is not None]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec", WITH_GRAD, ids=[s.name for s in WITH_GRAD])
+def test_grad_out_receives_the_same_gradient(spec, dtype):
+    """``grad_out=`` gets the bits of a fresh gradient (a row-wise loss's buffer is cleared
+    first: its formula may write only some entries), and is the array returned."""
+    rng = np.random.default_rng(11)
+    y, p, kw = spec.example_inputs(rng, batch=5, classes=4)
+    p = np.asarray(p).astype(dtype)
+    if np.asarray(y).dtype.kind == "f":
+        y = np.asarray(y).astype(dtype)
+    for reduction in (Reduction.NONE, Reduction.MEAN, Reduction.SUM):
+        for weights in (1.0, 0.5):
+            fresh = spec.value_and_grad(y, p, weights, reduction, **kw)
+            buffer = np.full(p.shape, np.nan, dtype=dtype)
+            value, grad = spec.value_and_grad(y, p, weights, reduction, grad_out=buffer, **kw)
+            assert grad is buffer
+            np.testing.assert_array_equal(value, fresh[0])
+            np.testing.assert_array_equal(grad, fresh[1])
+
+
+def test_grad_out_that_cannot_hold_the_gradient_is_a_clear_error():
+    spec = lossforge.registry.get("mean_squared_error")
+    y, p = np.zeros((4, 3), np.float32), np.ones((4, 3), np.float32)
+    cases = [(np.empty((3, 4), np.float32), r"shape \(3, 4\), not the predictions' \(4, 3\)"),
+             (np.empty((4, 3)), "dtype float64, not the gradient's float32"),
+             (np.empty((4, 6), np.float32)[:, ::2], "not C-contiguous"),
+             (p, "shares memory with the inputs"),
+             (np.empty((4, 3), np.float32).T.copy().T, "not C-contiguous")]
+    readonly = np.empty((4, 3), np.float32)
+    readonly.flags.writeable = False
+    cases.append((readonly, "read-only"))
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            spec.value_and_grad(y, p, grad_out=bad)
+    assert (p == 1).all()
+    with pytest.raises(TypeError, match="`grad_out` must be a numpy array; got list"):
+        spec.value_and_grad(y, p, grad_out=[0.0] * 12)
+    with pytest.raises(ValueError, match="needs float32 or float64 inputs.*float16"):
+        spec.value_and_grad(y.astype(np.float16), p.astype(np.float16),
+                            grad_out=np.empty((4, 3), np.float16))
+    with pytest.raises(ValueError, match="`grad_out` is for device='cpu'"):
+        spec.value_and_grad(y, p, device="cuda", grad_out=np.empty((4, 3), np.float32))
