@@ -84,6 +84,34 @@ def test_value_and_grad_matches_finite_differences():
         np.testing.assert_allclose(grads[key], numeric, rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.parametrize("label_dtype", [np.float32, np.float64])
+def test_terms_sharing_predictions_add_their_weighted_gradients(label_dtype):
+    """Three terms on one prediction array (task weights 2, 0.5 and 1): the gradient is the
+    sum of each loss's gradient times its weight, in the dtype NumPy's arithmetic gives (float32
+    predictions with float64 labels give float64 gradients for the terms that read both), and
+    no input array is changed (the objective adds the terms' gradients in place)."""
+    config = {"terms": {  # the float32 term first: a float64 one must then widen the sum
+        "c": {"loss": "huber_loss", "inputs": {"labels": "z", "predictions": "p"}},
+        "a": {"loss": "mse", "weight": 2.0, "inputs": {"labels": "y", "predictions": "p"}},
+        "b": {"loss": "absolute_difference", "weight": 0.5,
+              "inputs": {"labels": "y", "predictions": "p"}}}}
+    objective = lossforge.load_objective(config)
+    rng = np.random.default_rng(5)
+    batch = {"y": rng.normal(size=(8, 3)).astype(label_dtype),
+             "z": rng.normal(size=(8, 3)).astype(np.float32),
+             "p": rng.normal(size=(8, 3)).astype(np.float32)}
+    saved = {k: v.copy() for k, v in batch.items()}
+    _, grads = objective.value_and_grad(batch)
+    spec = lossforge.registry.get
+    want = (0.0 + spec("huber_loss").value_and_grad(batch["z"], batch["p"])[1]
+            + 2.0 * spec("mse").value_and_grad(batch["y"], batch["p"])[1]
+            + 0.5 * spec("absolute_difference").value_and_grad(batch["y"], batch["p"])[1])
+    assert grads["p"].dtype == want.dtype == np.result_type(label_dtype, np.float32)
+    np.testing.assert_array_equal(grads["p"], want)
+    for key, value in saved.items():
+        np.testing.assert_array_equal(batch[key], value)
+
+
 def test_tracker_mean_is_exact_not_a_mean_of_means():
     config = {"terms": {"depth": {"loss": "mse", "inputs": {"labels": "y", "predictions": "p",
                                                             "weights": "mask"}}}}
