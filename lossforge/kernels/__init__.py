@@ -380,11 +380,8 @@ def _elementwise_slot(spec) -> str:
                   f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
                   f"def _{role}(y, p, params):",
                   f"    return _{role}32 if y == types.float32 else _{role}64", "", ""]
-    # a float32 formula on vmath's polynomials is compute-bound: see the template's docstring
-    buffered = "p.dtype == types.float32" if registry.calls_math(spec.value) else "False"
-    lines += ["def SUM_IN_LOOP(p):", "    pass  # compiled only: see the overload", "", "",
-              '@overload(SUM_IN_LOOP, inline="always")', "def _sum_in_loop(p):",
-              f"    fused = not ({buffered})", "    return lambda p: fused", ""]
+    # a formula on vmath's polynomials is compute-bound: see the template's docstring
+    lines += [f"SUM_IN_LOOP = {not registry.calls_math(spec.value)}", ""]
     return "\n".join(lines)
 
 

@@ -16,9 +16,11 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   vectorise a float sum (``fastmath={"reassoc"}`` would flag the formula's operations too).
   For memory-bound formulas this beat writing the losses to an L1 buffer and summing that in
   a second loop by 1.5-2.2x (16M float32 elements, 2 threads), as the sum then overlaps the
-  reads. A float32 formula that calls ``math`` (`SUM_IN_LOOP` is False) keeps the buffer:
-  it is compute-bound, and its loop alone runs in 16 float32 lanes, where the float64 sum
-  in it made LLVM choose 8 (20-35% slower);
+  reads. A formula that calls ``math`` (`SUM_IN_LOOP` is False) keeps the buffer: in float32
+  it is compute-bound, and its loop alone runs in 16 float32 lanes, where the float64 sum in
+  it made LLVM choose 8 (20-35% slower); in float64 (libm calls) either form ran as fast.
+  `SUM_IN_LOOP` is a constant of the generated module, so numba compiles only the form it
+  selects (deciding per dtype while typing compiled both: +40% compile time, cold cache);
 * the formula runs in the kernel's dtype (float32 lanes for float32 inputs); the sums are
   float64;
 * the gradient is a second loop over the block, read again from L1 cache;
@@ -57,13 +59,7 @@ def _grad(y, p, params):
     return lambda y, p, params: y * 0 + 1
 
 
-def SUM_IN_LOOP(p):
-    """Whether a block's losses are summed in the loop computing them (else from a buffer)."""
-
-
-@overload(SUM_IN_LOOP, inline="always")
-def _sum_in_loop(p):
-    return lambda p: True
+SUM_IN_LOOP = True  # whether a block's losses are summed in the loop computing them
 # --- end of formula slot ---
 
 VALUES = 1  # mode bit: write L * W to `values`
@@ -96,7 +92,7 @@ def _block_scalar(yb, pb, wt, params, vb, gb, buf, write_values, write_grad, gsc
     ``gscale * dL/dp`` into ``gb``, as the flags ask; ``buf``: a block-sized buffer, needed
     if not `SUM_IN_LOOP` and not ``write_values``)."""
     n = pb.shape[0]
-    if SUM_IN_LOOP(pb):
+    if SUM_IN_LOOP:
         s = 0.0
         for i in range(n):
             v = VALUE(yb[i], pb[i], params) * wt
@@ -119,7 +115,7 @@ def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
     """``(sum L*W, sum W, count W != 0)`` over one block with weights ``wb`` (a NaN weight
     counts as non-zero)."""
     n = pb.shape[0]
-    if SUM_IN_LOOP(pb):
+    if SUM_IN_LOOP:
         s = 0.0
         weights = 0.0
         nonzero = 0.0
@@ -147,7 +143,7 @@ def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
 @njit(inline="always")
 def _buffer(p, start, stop, write_values):
     """The block buffer of a pass over [start, stop): empty where no loop writes it."""
-    size = 0 if write_values or SUM_IN_LOOP(p) else min(BLOCK, stop - start)
+    size = 0 if write_values or SUM_IN_LOOP else min(BLOCK, stop - start)
     return np.empty(size, dtype=p.dtype)
 
 
