@@ -388,8 +388,8 @@ def _elementwise_slot(spec) -> str:
 def loss_kernels(spec):
     """The CPU kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
-    It provides ``run_serial``/``run_parallel(y, p, w, params, n, values, grad, mode) ->
-    (sum L*W, sum W, count W != 0)`` (see ``template.py``).
+    It provides the kernels by mode, ``SERIAL[mode]``/``PARALLEL[mode](y, p, w, params, n,
+    values, grad, mode) -> (sum L*W, sum W, count W != 0)`` (see ``template.py``).
     """
     template = "template_elementwise.py" if spec.kind == "elementwise" else "template.py"
     return generated_module(spec, template)

@@ -132,13 +132,3 @@ def parallel_write(y, p, w, params, n, values, grad, mode):
 #: The kernels by mode (0, VALUES, GRAD, VALUES | GRAD), as ``template_elementwise.py`` has them.
 SERIAL = (serial_reduce, serial_write, serial_write, serial_write)
 PARALLEL = (parallel_reduce, parallel_write, parallel_write, parallel_write)
-
-
-def run_serial(y, p, w, params, n, values, grad, mode):
-    """``(sum L*W, sum W, count W != 0)`` over ``n`` loss elements, writing as ``mode`` asks."""
-    return SERIAL[mode](y, p, w, params, n, values, grad, mode)
-
-
-def run_parallel(y, p, w, params, n, values, grad, mode):
-    """`run_serial` on all threads, chunk by chunk (the result does not depend on their number)."""
-    return PARALLEL[mode](y, p, w, params, n, values, grad, mode)

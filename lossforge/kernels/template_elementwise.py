@@ -295,13 +295,3 @@ def parallel_values_grad(y, p, w, params, n, values, grad, mode):
 #: The kernels by mode (0, VALUES, GRAD_BIT, VALUES | GRAD_BIT), serial and multi-threaded.
 SERIAL = (serial_reduce, serial_values, serial_grad, serial_values_grad)
 PARALLEL = (parallel_reduce, parallel_values, parallel_grad, parallel_values_grad)
-
-
-def run_serial(y, p, w, params, n, values, grad, mode):
-    """``(sum L*W, sum W, count W != 0)`` over ``n`` flat elements, writing as ``mode`` asks."""
-    return SERIAL[mode](y, p, w, params, n, values, grad, mode)
-
-
-def run_parallel(y, p, w, params, n, values, grad, mode):
-    """`run_serial` on all threads, chunk by chunk (the result does not depend on their number)."""
-    return PARALLEL[mode](y, p, w, params, n, values, grad, mode)
