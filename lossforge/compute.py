@@ -39,21 +39,16 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
     values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
+    # an elementwise kernel writes every gradient entry; a row-wise formula may write only some
+    cleared = spec.kind != "elementwise"
     if with_grad and grad_out is not None:
-        if out_dtype != kd:
-            from .errors import InvalidArgumentError
-            raise InvalidArgumentError(
-                f"`grad_out` needs float32 or float64 inputs: these give a {out_dtype} gradient, "
-                f"computed in {kd} and then converted. Cast the inputs, or pass grad_out=None.")
-        check_grad_out(grad_out, grad_shape, kd, (y, p, weights))
-        grad = grad_out.reshape(p.shape)  # a view: grad_out is C-contiguous
-        if spec.kind != "elementwise":
-            grad[...] = 0  # (see below)
+        grad = check_grad_out(grad_out, grad_shape, kd, out_dtype, (y, p, weights))
+        grad = grad.reshape(p.shape)  # a view: grad_out is C-contiguous
+        if cleared:
+            grad[...] = 0
     else:
-        # an elementwise kernel writes every gradient entry; a row-wise formula may write only
-        # some
-        grad = ((np.empty if spec.kind == "elementwise" else np.zeros)(p.shape, dtype=kd)
-                if with_grad else _unused(kd, p.ndim))
+        grad = ((np.zeros if cleared else np.empty)(p.shape, dtype=kd) if with_grad
+                else _unused(kd, p.ndim))
     sums = (0.0, 0.0, 0.0)
     scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:

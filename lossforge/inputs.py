@@ -177,9 +177,15 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     return view
 
 
-def check_grad_out(grad_out, shape: tuple[int, ...], dtype: np.dtype, reads=()) -> np.ndarray:
-    """``grad_out`` if the kernel can write a gradient of ``shape`` and ``dtype`` into it: a
-    writeable, C-contiguous ndarray that shares no memory with the arrays it ``reads``."""
+def check_grad_out(grad_out, shape: tuple[int, ...], dtype: np.dtype, result_dtype: np.dtype,
+                   reads=()) -> np.ndarray:
+    """``grad_out`` if the kernel can write a gradient of ``shape`` and ``dtype`` into it, the
+    gradient's ``result_dtype`` being that dtype (no conversion after the kernel): a writeable,
+    C-contiguous ndarray that shares no memory with the arrays it ``reads``."""
+    if result_dtype != dtype:
+        raise InvalidArgumentError(
+            f"`grad_out` needs float32 or float64 inputs: these give a {result_dtype} gradient, "
+            f"computed in {dtype} and then converted. Cast the inputs, or pass grad_out=None.")
     if not isinstance(grad_out, np.ndarray):
         raise InvalidTypeError(f"`grad_out` must be a numpy array; got {type(grad_out).__name__}. "
                                f"Pass np.empty({shape}, dtype=np.{dtype}) and reuse it.")
@@ -199,4 +205,3 @@ def check_grad_out(grad_out, shape: tuple[int, ...], dtype: np.dtype, reads=()) 
             f"`grad_out` cannot hold the gradient: {'; '.join(problems)}. Pass a writeable "
             f"array of its own, np.empty({tuple(shape)}, dtype=np.{dtype}), or grad_out=None.")
     return grad_out
-
