@@ -307,40 +307,39 @@ def _rowwise_float32_slot(spec) -> str:
     p32 = "".join(f", float32(params[{i}])" for i in range(count))
     fp = spec.fingerprint
     lines = ["from numba import float32, types", "from numba.extending import overload",
-             "from lossforge.registry import jitted_formula as _jitted", "",
-             f"_VALUE64 = _jitted({fp!r}, 'value')",
-             f"_VALUE32 = _jitted({fp!r}, 'value', float32=True)", "", "",
-             "def _loss32(y, p, j, params):", f"    return float64(_VALUE32(y, p, j{p32}))", "", "",
-             "def _loss64(y, p, j, params):", f"    return _VALUE64(y, p, j{p64})", "", "",
-             "def LOSS_AT(y, p, j, params):", "    pass  # compiled only: see the overload", "", "",
-             '@overload(LOSS_AT, inline="always", jit_options={"error_model": "numpy"})',
-             "def _loss_at(y, p, j, params):",
-             "    return _loss32 if p.dtype == types.float32 else _loss64", "", "",
-             "def GRAD_AT(y, p, j, scale, grad, params):", "    pass  # compiled only", "", ""]
+             "from lossforge.registry import jitted_formula as _jitted", ""]
+    lines += _by_dtype(fp, "value", "LOSS_AT", "y, p, j, params",
+                       f"return float64(_VALUE32(y, p, j{p32}))", f"return _VALUE64(y, p, j{p64})")
+    grad_args = "y, p, j, scale, grad, params"
     if spec.grad is None:
-        lines += ["def _no_grad(y, p, j, scale, grad, params):", "    pass  # never called", "", "",
+        lines += [f"def GRAD_AT({grad_args}):", "    pass  # compiled only", "", "",
+                  f"def _no_grad({grad_args}):", "    pass  # never called", "", "",
                   '@overload(GRAD_AT, inline="always")',
-                  "def _grad_at(y, p, j, scale, grad, params):", "    return _no_grad", ""]
+                  f"def _grad_at({grad_args}):", "    return _no_grad", ""]
         return "\n".join(lines + _loss_grad_at(spec))
-    for role, name in (("grad", "GRAD_AT"), ("fused_grad", "FUSED_AT")):
-        if role == "fused_grad" and spec.fused_grad is None:
-            break
-        upper = role.upper()
-        call32 = f"_{upper}32(y, p, j, float32(scale), grad{p32})"
-        call64 = f"_{upper}64(y, p, j, scale, grad{p64})"
-        if role == "fused_grad":  # returns the loss, in float64 (as LOSS_AT)
-            call32, call64 = f"return float64({call32})", f"return {call64}"
-        lines += [f"_{upper}64 = _jitted({fp!r}, {role!r})",
-                  f"_{upper}32 = _jitted({fp!r}, {role!r}, float32=True)", "", "",
-                  f"def _{role}32(y, p, j, scale, grad, params):", f"    {call32}", "", "",
-                  f"def _{role}64(y, p, j, scale, grad, params):", f"    {call64}", "", ""]
-        if role == "fused_grad":
-            lines += ["def FUSED_AT(y, p, j, scale, grad, params):", "    pass  # compiled only",
-                      "", ""]
-        lines += [f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
-                  f"def _{role}_at(y, p, j, scale, grad, params):",
-                  f"    return _{role}32 if p.dtype == types.float32 else _{role}64", "", ""]
+    lines += _by_dtype(fp, "grad", "GRAD_AT", grad_args,
+                       f"_GRAD32(y, p, j, float32(scale), grad{p32})",
+                       f"_GRAD64(y, p, j, scale, grad{p64})")
+    if spec.fused_grad is not None:  # returns the loss, in float64 (as LOSS_AT)
+        lines += _by_dtype(fp, "fused_grad", "FUSED_AT", grad_args,
+                           f"return float64(_FUSED_GRAD32(y, p, j, float32(scale), grad{p32}))",
+                           f"return _FUSED_GRAD64(y, p, j, scale, grad{p64})")
     return "\n".join(lines + _loss_grad_at(spec))
+
+
+def _by_dtype(fingerprint: str, role: str, name: str, args: str, call32: str, call64: str):
+    """Slot lines defining ``name(args)``: ``call32`` (which calls ``_<ROLE>32``, the float32
+    variant of the spec's ``role`` formula) for float32 ``p``, else ``call64`` (``_<ROLE>64``,
+    the formula itself)."""
+    upper = role.upper()
+    return [f"_{upper}64 = _jitted({fingerprint!r}, {role!r})",
+            f"_{upper}32 = _jitted({fingerprint!r}, {role!r}, float32=True)", "", "",
+            f"def _{role}32({args}):", f"    {call32}", "", "",
+            f"def _{role}64({args}):", f"    {call64}", "", "",
+            f"def {name}({args}):", "    pass  # compiled only: see the overload", "", "",
+            f'@overload({name}, inline="always", jit_options={{"error_model": "numpy"}})',
+            f"def _{role}_at({args}):",
+            f"    return _{role}32 if p.dtype == types.float32 else _{role}64", "", ""]
 
 
 def _loss_grad_at(spec) -> list[str]:
