@@ -494,7 +494,8 @@ BUILTINS = [
              aliases=("kld", "kl_div", "kullback_leibler_divergence"), label_range=(0.0, 1.0),
              prediction_range=(0.0, 1.0), builtin=True),
     LossSpec("focal", F.focal, F.focal_grad, inputs=("labels", "logits"),
-             params=(Param("gamma", 2.0, 0.0, None,
+             # (gamma = 2, the paper's and torchvision's default, folds pow(q, 2) into q * q)
+             params=(Param("gamma", 2.0, 0.0, None, specialize=(2.0,),
                            doc="focusing exponent; 0 is alpha-weighted cross-entropy"),
                      Param("alpha", 0.25, None, 1.0,
                            doc="weight of the positive class in [0, 1]; negative disables it")),

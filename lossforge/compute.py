@@ -53,7 +53,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
         kernels = _kernels()
-        k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
+        k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
         if weights.ndim == 0 and spec.kind == "elementwise":
             w = scalar_weight(weights, kd)
@@ -116,9 +116,19 @@ def _kernels():
     return _kernels_module
 
 
-def _remember_kernels(spec, kernels):
-    # kept on the spec: a dict lookup per call instead of fingerprinting
-    module = spec.__dict__["_cpu_kernels"] = kernels.loss_kernels(spec)
+def _remember_kernels(spec, kernels, params: tuple[float, ...]):
+    """The CPU kernel module of a call of ``spec`` with kernel ``params``, kept on the spec (a
+    dict lookup per call instead of fingerprinting): in ``_cpu_kernels``, or where a `Param`
+    specializes values, in ``_cpu_kernels_by_constants`` under the constants the call's
+    ``params`` select (`LossSpec.constants`)."""
+    if not any(p.specialize for p in spec.params):
+        module = spec.__dict__["_cpu_kernels"] = kernels.loss_kernels(spec)
+        return module
+    constants = spec.constants(params)
+    modules = spec.__dict__.setdefault("_cpu_kernels_by_constants", {})
+    module = modules.get(constants)
+    if module is None:
+        module = modules[constants] = kernels.loss_kernels(spec, constants)
     return module
 
 
@@ -226,7 +236,7 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
         w = as_array(weights, "weights")
         check_weights_broadcast(w, shape)
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
-    k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels)
+    k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
     sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
     weighted_sum, weight_sum, nonzero_count = sums
     return out.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, n, reduction)), sums, n

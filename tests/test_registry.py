@@ -116,6 +116,64 @@ def test_fused_grad_is_for_row_wise_losses_with_a_gradient():
     assert spec.fingerprint != other.fingerprint  # a fused formula compiles its own kernels
 
 
+def test_specialize_takes_distinct_finite_values_in_range():
+    assert lossforge.Param("k", 1.0, 0.0, 5.0, specialize=(2, 3.0)).specialize == (2.0, 3.0)
+    for bad, why in (((-1.0,), "holds -1.0"), ((math.inf,), "holds inf"), (("2",), "holds '2'"),
+                     ((True,), "holds True"), ((6.0,), r"holds 6.0.*\[0.0, 5.0\]"),
+                     ((1.0, 1.0), "repeats"), ((0.0, -0.0), "repeats")):
+        with pytest.raises(ValueError, match=f"Param 'k': `specialize` {why}"):
+            lossforge.Param("k", 1.0, 0.0, 5.0, specialize=bad)
+
+
+def _fibre_sq(y, p, j, k):
+    """``k sum_axis((p - y)**2)`` over fibre ``j`` of ``(outer, axis, inner)`` arrays."""
+    inner = y.shape[2]
+    o, i = j // inner, j % inner
+    s = 0.0
+    for d in range(y.shape[1]):
+        s += (float(p[o, d, i]) - float(y[o, d, i])) ** 2
+    return k * s
+
+
+def _fibre_sq_grad(y, p, j, scale, out, k):
+    inner = y.shape[2]
+    o, i = j // inner, j % inner
+    for d in range(y.shape[1]):
+        out[o, d, i] = scale * 2.0 * k * (float(p[o, d, i]) - float(y[o, d, i]))
+
+
+@pytest.mark.parametrize("kind", ["elementwise", "rowwise", "rowwise_float32"])
+def test_user_losses_specialize_parameters(scratch, kind):
+    """A user's `Param.specialize` compiles kernels with the value as a constant (elementwise,
+    row-wise, row-wise with float32 math), giving the general kernel's bits; other values, and
+    -0.0 where 0.0 is specialized, take the general kernel."""
+    if kind == "elementwise":
+        options = dict(value=lambda y, p, k: k * (p - y) ** 2,
+                       grad=lambda y, p, k: 2.0 * k * (p - y))
+        call = {}
+    else:
+        options = dict(value=_fibre_sq, grad=_fibre_sq_grad, kind="rowwise",
+                       prepare=registry.get("cosine_distance").prepare,
+                       float32_math=kind == "rowwise_float32")
+        call = {"axis": 1}
+    spec = registry.register(registry.LossSpec(
+        f"spec_{kind}", params=(lossforge.Param("k", 1.0, specialize=(3.0, 0.0)),), **options))
+    general = registry.LossSpec(f"spec_{kind}", params=(lossforge.Param("k", 1.0),), **options)
+    rng = np.random.default_rng(2)
+    y, p = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
+    for dtype in (np.float32, np.float64):
+        for k in (3.0, 0.0, -0.0, 1.5):
+            for reduction in (Reduction.NONE, Reduction.SUM):
+                args = (y.astype(dtype), p.astype(dtype), 1.0, reduction)
+                fast = spec.value_and_grad(*args, k=k, **call)
+                slow = general.value_and_grad(*args, k=k, **call)
+                for a, b in zip(fast, slow):  # the bits: -0.0 is not 0.0 here
+                    assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+                if k != 0:
+                    assert np.any(fast[1] != 0)
+    assert set(spec.__dict__["_cpu_kernels_by_constants"]) == {((0, 3.0),), ((0, 0.0),), ()}
+
+
 def test_fingerprint_follows_the_formula_and_its_helpers():
     def make(c):
         return registry.LossSpec("fp", lambda y, p: c * (p - y))

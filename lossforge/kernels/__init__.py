@@ -79,7 +79,7 @@ _SLOT_END = "# --- end of formula slot ---\n"
 PARALLEL_THRESHOLD = int(os.environ.get("LOSSFORGE_PARALLEL_THRESHOLD", 1 << 15))
 
 _lock = threading.Lock()
-_modules: dict[tuple[str, str], ModuleType] = {}
+_modules: dict[tuple, ModuleType] = {}  # (template, fingerprint, constants) -> module
 _directory: Path | None = None
 
 
@@ -265,13 +265,14 @@ def _load(module_name: str, source: str, loss: str = "?") -> ModuleType:
     return module
 
 
-def _slot(spec, template: str) -> str:
-    """The slot text binding a template's formula names to ``spec``'s compiled formulas."""
+def _slot(spec, template: str, constants=()) -> str:
+    """The slot text binding a template's formula names to ``spec``'s compiled formulas, with
+    the parameters in ``constants`` (``((index, value), ...)``) as literals."""
     if template == "template_elementwise.py":
-        return _elementwise_slot(spec)
+        return _elementwise_slot(spec, constants)
     if template == "template.py" and spec.float32_math:
-        return _rowwise_float32_slot(spec)
-    params = "".join(f", params[{i}]" for i in range(len(spec.params)))
+        return _rowwise_float32_slot(spec, constants)
+    params = _param_args(spec, constants)
     lines = ["from lossforge.registry import jitted_formula as _jitted",
              f"_VALUE = _jitted({spec.fingerprint!r}, 'value')"]
     if spec.grad is not None:
@@ -298,13 +299,20 @@ def _slot(spec, template: str) -> str:
         f"    {grad}", "", "", *fused, *_loss_grad_at(spec)])
 
 
-def _rowwise_float32_slot(spec) -> str:
+def _param_args(spec, constants, cast: str = "") -> str:
+    """The formula's parameter arguments in a slot, ``, params[0], 2.0``: each a kernel
+    argument, or its value in ``constants`` as a literal; each wrapped in ``cast(...)``."""
+    fixed = dict(constants)
+    args = (repr(fixed[i]) if i in fixed else f"params[{i}]" for i in range(len(spec.params)))
+    return "".join(f", {cast}({a})" if cast else f", {a}" for a in args)
+
+
+def _rowwise_float32_slot(spec, constants) -> str:
     """``LOSS_AT``/``GRAD_AT``/``LOSS_GRAD_AT`` of ``template.py`` for a row-wise loss with
     ``float32_math``: the float32 variant of its formulas for float32 logits, the formulas
     themselves otherwise."""
-    count = len(spec.params)
-    p64 = "".join(f", params[{i}]" for i in range(count))
-    p32 = "".join(f", float32(params[{i}])" for i in range(count))
+    p64 = _param_args(spec, constants)
+    p32 = _param_args(spec, constants, "float32")
     fp = spec.fingerprint
     lines = ["from numba import float32, types", "from numba.extending import overload",
              "from lossforge.registry import jitted_formula as _jitted", ""]
@@ -355,14 +363,13 @@ def _loss_grad_at(spec) -> list[str]:
             "def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):", *body, ""]
 
 
-def _elementwise_slot(spec) -> str:
+def _elementwise_slot(spec, constants) -> str:
     """``VALUE``/``GRAD`` of ``template_elementwise.py``: the float32 variant of the formula for
     float32 kernels (parameters cast to float32), the formula itself for float64 ones; and
     ``SUM_IN_LOOP``."""
     from lossforge import registry
-    count = len(spec.params)
-    p64 = "".join(f", params[{i}]" for i in range(count))
-    p32 = "".join(f", float32(params[{i}])" for i in range(count))
+    p64 = _param_args(spec, constants)
+    p32 = _param_args(spec, constants, "float32")
     lines = ["from lossforge.registry import jitted_formula as _jitted", ""]
     for role, name in (("value", "VALUE"), ("grad", "GRAD")):
         lines += [f"def {name}(y, p, params):", "    pass  # compiled only: see the overload", ""]
@@ -384,23 +391,26 @@ def _elementwise_slot(spec) -> str:
     return "\n".join(lines)
 
 
-def loss_kernels(spec):
+def loss_kernels(spec, constants=()):
     """The CPU kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
     It provides the kernels by mode, ``SERIAL[mode]``/``PARALLEL[mode](y, p, w, params, n,
-    values, grad, mode) -> (sum L*W, sum W, count W != 0)`` (see ``template.py``).
+    values, grad, mode) -> (sum L*W, sum W, count W != 0)`` (see ``template.py``). Its
+    formulas take the parameters in ``constants`` (``((index, value), ...)``, from
+    `LossSpec.constants`) as literals, whatever ``params`` holds there.
     """
     template = "template_elementwise.py" if spec.kind == "elementwise" else "template.py"
-    return generated_module(spec, template)
+    return generated_module(spec, template, constants=constants)
 
 
-def generated_module(spec, template: str, prefix: str = ""):
+def generated_module(spec, template: str, prefix: str = "", constants=()):
     """``template`` (a file of this package) with ``spec``'s formula slot, imported once.
 
     The module file is ``<prefix><loss>_<formula fingerprint>.py`` in `cache_directory` (whose
-    name fingerprints the templates), so each loss's compiled kernels cache under their own name.
+    name fingerprints the templates), so each loss's compiled kernels cache under their own
+    name; ``_c<hash>`` is appended for a slot with ``constants`` (see `loss_kernels`).
     """
-    key = (template, spec.fingerprint)
+    key = (template, spec.fingerprint, constants)
     module = _modules.get(key)
     if module is not None:
         return module
@@ -410,9 +420,11 @@ def generated_module(spec, template: str, prefix: str = ""):
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-            source = head + _SLOT_BEGIN + _slot(spec, template) + _SLOT_END + tail
-            _modules[key] = _load(f"{prefix}{_safe(spec.name)}_{spec.fingerprint}", source,
-                                  spec.name)
+            source = head + _SLOT_BEGIN + _slot(spec, template, constants) + _SLOT_END + tail
+            name = f"{prefix}{_safe(spec.name)}_{spec.fingerprint}"
+            if constants:
+                name += "_c" + hashlib.sha256(repr(constants).encode()).hexdigest()[:8]
+            _modules[key] = _load(name, source, spec.name)
         return _modules[key]
 
 
