@@ -86,23 +86,41 @@ def hinge_loss_grad(y, x):
 
 def sigmoid_cross_entropy(z, x, label_smoothing):
     """``max(x, 0) - x z + log1p(exp(-|x|))``, labels smoothed to ``z (1 - ls) + ls / 2`` if ls > 0."""
-    if label_smoothing > 0.0:
-        z = z * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    relu = x if x >= 0.0 else 0.0
-    return relu - x * z + math.log1p(math.exp(-abs(x)))
+    z = _smoothed_binary(z, label_smoothing)
+    return _sigmoid_ce(z, x, math.exp(-abs(x)))
 
 
 def sigmoid_cross_entropy_grad(z, x, label_smoothing):
+    return _sigmoid(x) - _smoothed_binary(z, label_smoothing)
+
+
+def sigmoid_cross_entropy_fused(z, x, label_smoothing):
+    """``(loss, gradient)`` from one ``exp(-|x|)``."""
+    z = _smoothed_binary(z, label_smoothing)
+    e = math.exp(-abs(x))
+    return _sigmoid_ce(z, x, e), _sigmoid_of(x, e) - z
+
+
+def _smoothed_binary(z, label_smoothing):
     if label_smoothing > 0.0:
-        z = z * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    return _sigmoid(x) - z
+        return z * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    return z
+
+
+def _sigmoid_ce(z, x, e):
+    """The loss, given ``e = exp(-|x|)``."""
+    relu = x if x >= 0.0 else 0.0
+    return relu - x * z + math.log1p(e)
 
 
 def _sigmoid(x):
-    # never exp of a large positive number; one exp and one division for either sign (a
-    # vectorised kernel evaluates both sides of an `if`), the same numbers as 1 / (1 + exp(-x))
-    # for x >= 0 and exp(x) / (1 + exp(x)) below
-    e = math.exp(-abs(x))
+    return _sigmoid_of(x, math.exp(-abs(x)))
+
+
+def _sigmoid_of(x, e):
+    # given e = exp(-|x|): never exp of a large positive number; one exp and one division for
+    # either sign (a vectorised kernel evaluates both sides of an `if`), the same numbers as
+    # 1 / (1 + exp(-x)) for x >= 0 and exp(x) / (1 + exp(x)) below
     return (1.0 if x >= 0.0 else e) / (1.0 + e)
 
 
@@ -389,12 +407,18 @@ def focal(z, x, gamma, alpha):
     and ``sigmoid(-x)``, each computed without cancellation; ``0**0`` is 1, so ``gamma = 0`` is
     exactly ``alpha_t CE`` (no NaN), and logits of +-1e4 give finite values.
     """
+    p, pm, q, ce, at, qg = _focal_terms(z, x, gamma, alpha)
+    return at * ce * qg
+
+
+def _focal_terms(z, x, gamma, alpha):
+    """``(p, 1 - p, q = 1 - p_t, CE, alpha_t, q**gamma)``, which the loss and its gradient share."""
     p, pm, softplus = _sigmoids(x)
     q = p * (1.0 - z) + pm * z  # 1 - p_t
     relu = x if x >= 0.0 else 0.0
     ce = relu - x * z + softplus
     at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
-    return at * ce * math.pow(q, gamma)
+    return p, pm, q, ce, at, math.pow(q, gamma)
 
 
 def _sigmoids(x):
@@ -414,12 +438,17 @@ def focal_grad(z, x, gamma, alpha):
     [0, 1], so it never overflows) and is 0 when ``gamma = 0`` or ``q = 0``, its limit, instead of
     ``0 * inf`` (optax#1267).
     """
-    p, pm, softplus = _sigmoids(x)
-    q = p * (1.0 - z) + pm * z
-    relu = x if x >= 0.0 else 0.0
-    ce = relu - x * z + softplus
-    at = alpha * z + (1.0 - alpha) * (1.0 - z) if alpha >= 0.0 else 1.0
-    qg = math.pow(q, gamma)
+    p, pm, q, ce, at, qg = _focal_terms(z, x, gamma, alpha)
+    return _focal_grad_of(z, gamma, p, pm, q, ce, at, qg)
+
+
+def focal_fused(z, x, gamma, alpha):
+    """``(loss, gradient)`` from one evaluation of their shared terms."""
+    p, pm, q, ce, at, qg = _focal_terms(z, x, gamma, alpha)
+    return at * ce * qg, _focal_grad_of(z, gamma, p, pm, q, ce, at, qg)
+
+
+def _focal_grad_of(z, gamma, p, pm, q, ce, at, qg):
     modulating = 0.0
     if not (gamma == 0.0 or q == 0.0):  # NaN takes this branch and stays NaN
         modulating = gamma * ce * (1.0 - 2.0 * z) * (p * pm / q) * qg

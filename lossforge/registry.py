@@ -160,10 +160,13 @@ class LossSpec:
       float32_math: whether float32 inputs run the formula's float32 variant (vectorised
         float32 math, see `float32_variant`) rather than the formula in float64. Default: yes
         for elementwise losses; no for row-wise ones, whose loops may rely on float64 sums.
-      fused_grad: optional, row-wise losses only: ``fused_grad(y, p, j, scale, out, *params)``
-        writes what ``grad`` writes and returns what ``value`` returns, sharing the row's
-        work (a softmax's log-sum-exp). Value-and-gradient kernels call it instead of the two;
-        build it from the helpers ``value`` and ``grad`` call, so that the formulas stay one.
+      fused_grad: optional, for a loss with a ``grad``: what ``value`` and ``grad`` compute,
+        from one evaluation that shares their work (a sigmoid's ``exp``, a softmax's
+        log-sum-exp). Elementwise: ``fused_grad(y, p, *params) -> (loss, dloss/dp)``; row-wise:
+        ``fused_grad(y, p, j, scale, out, *params)`` writes what ``grad`` writes and returns
+        what ``value`` returns. Value-and-gradient kernels call it instead of the two; build it
+        from the helpers ``value`` and ``grad`` call, so that each expression is written once
+        and the numbers are the same bits.
     """
 
     name: str
@@ -195,12 +198,13 @@ class LossSpec:
             _check_formula_arity(self.name, "grad", self.grad, 5 if self.kind == "rowwise" else 2,
                                  self.params)
         if self.fused_grad is not None:
-            if self.kind != "rowwise" or self.grad is None:
+            if self.grad is None:
                 raise InvalidArgumentError(
-                    f"{self.name}: `fused_grad` is for row-wise losses that have a `grad` (kind="
-                    f"{self.kind!r}, grad={self.grad!r}); drop it, or register the loss with "
-                    f"kind='rowwise' and grad=....")
-            _check_formula_arity(self.name, "fused_grad", self.fused_grad, 5, self.params)
+                    f"{self.name}: `fused_grad` computes the value and the gradient of a loss "
+                    f"that has a `grad`, and grad=None; register the loss with grad=... too, "
+                    f"or drop fused_grad.")
+            _check_formula_arity(self.name, "fused_grad", self.fused_grad,
+                                 5 if self.kind == "rowwise" else 2, self.params)
         if not self.doc:
             self.doc = inspect.getdoc(self.value) or ""
         if self.float32_math is None:

@@ -100,11 +100,12 @@ def test_formula_arity_is_checked():
     assert "bad_arity" not in registry.names() and "bad_grad" not in registry.names()
 
 
-def test_fused_grad_is_for_row_wise_losses_with_a_gradient():
+def test_fused_grad_is_for_losses_with_a_gradient():
     fused = lambda y, p, j, scale, out: 0.0  # noqa: E731
-    with pytest.raises(ValueError, match="`fused_grad` is for row-wise losses.*kind='rowwise'"):
+    with pytest.raises(TypeError, match=r"fused_grad formula.*exactly 2 positional arguments"):
         registry.LossSpec("fused_elementwise", lambda y, p: p, lambda y, p: 1.0, fused_grad=fused)
-    with pytest.raises(ValueError, match="`fused_grad` is for row-wise losses.*grad=None"):
+    with pytest.raises(ValueError, match="`fused_grad` computes the value and the gradient.*"
+                                         "grad=None; register the loss with grad="):
         registry.LossSpec("fused_no_grad", lambda y, p, j: 0.0, kind="rowwise", fused_grad=fused)
     with pytest.raises(TypeError, match=r"fused_grad formula.*exactly 6 positional arguments"):
         registry.LossSpec("fused_arity", lambda y, p, j, c: 0.0,

@@ -288,9 +288,13 @@ def _slot(spec, template: str, constants=()) -> str:
     fused = []
     if spec.fused_grad is not None:
         lines.append(f"_FUSED = _jitted({spec.fingerprint!r}, 'fused_grad')")
+        if spec.kind == "rowwise":
+            body = [f"    return _FUSED(y, p, j, scale, grad{params})"]
+        else:  # (loss, dloss/dp)
+            body = [f"    v, g = _FUSED(float64(y[j]), float64(p[j]){params})",
+                    "    grad[j] = scale * g", "    return v"]
         fused = ['@njit(inline="always", error_model="numpy")',
-                 "def FUSED_AT(y, p, j, scale, grad, params):",
-                 f"    return _FUSED(y, p, j, scale, grad{params})", "", ""]
+                 "def FUSED_AT(y, p, j, scale, grad, params):", *body, "", ""]
     return "\n".join(lines + [
         "", "", '@njit(inline="always", error_model="numpy")', "def LOSS_AT(y, p, j, params):",
         f"    return {value}",
@@ -364,14 +368,23 @@ def _loss_grad_at(spec) -> list[str]:
 
 
 def _elementwise_slot(spec, constants) -> str:
-    """``VALUE``/``GRAD`` of ``template_elementwise.py``: the float32 variant of the formula for
-    float32 kernels (parameters cast to float32), the formula itself for float64 ones; and
-    ``SUM_IN_LOOP``."""
+    """``VALUE``/``GRAD``/``VALUE_GRAD`` of ``template_elementwise.py``: the float32 variant of
+    each formula for float32 kernels (parameters cast to float32), the formula itself for
+    float64 ones; and the constants ``SUM_IN_LOOP`` and ``FUSED``."""
     from lossforge import registry
     p64 = _param_args(spec, constants)
     p32 = _param_args(spec, constants, "float32")
     lines = ["from lossforge.registry import jitted_formula as _jitted", ""]
-    for role, name in (("value", "VALUE"), ("grad", "GRAD")):
+    roles = [("value", "VALUE"), ("grad", "GRAD")]
+    if spec.fused_grad is not None:
+        roles.append(("fused_grad", "VALUE_GRAD"))
+    else:
+        lines += ["def VALUE_GRAD(y, p, params):", "    pass  # never called: FUSED is False",
+                  "", "", '@overload(VALUE_GRAD, inline="always")',
+                  "def _value_grad(y, p, params):",
+                  "    return lambda y, p, params: (VALUE(y, p, params), GRAD(y, p, params))",
+                  "", ""]
+    for role, name in roles:
         lines += [f"def {name}(y, p, params):", "    pass  # compiled only: see the overload", ""]
         if role == "grad" and spec.grad is None:
             lines += ["", "def _no_grad(y, p, params):", "    return y * 0  # never called", "", "",
@@ -387,7 +400,8 @@ def _elementwise_slot(spec, constants) -> str:
                   f"def _{role}(y, p, params):",
                   f"    return _{role}32 if y == types.float32 else _{role}64", "", ""]
     # a formula on vmath's polynomials is compute-bound: see the template's docstring
-    lines += [f"SUM_IN_LOOP = {not registry.calls_math(spec.value)}", ""]
+    lines += [f"SUM_IN_LOOP = {not registry.calls_math(spec.value)}",
+              f"FUSED = {spec.fused_grad is not None}", ""]
     return "\n".join(lines)
 
 

@@ -23,7 +23,11 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   selects (deciding per dtype while typing compiled both: +40% compile time, cold cache);
 * the formula runs in the kernel's dtype (float32 lanes for float32 inputs); the sums are
   float64;
-* the gradient is a second loop over the block, read again from L1 cache;
+* the gradient is a second loop over the block, read again from L1 cache; except for a loss
+  with a ``fused_grad`` (`FUSED`), whose one formula gives the loss and its gradient in one
+  loop (focal and sigmoid cross-entropy share their exp, log1p and pow between the two). That
+  loop writes the losses to the block buffer, summed by the same `_sum` as a formula calling
+  ``math`` (every built-in fused one), so the value has the bits of the value-only kernels;
 * scalar (stride-0) weights are read once per block, and the value-only, values-writing and
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
@@ -59,7 +63,17 @@ def _grad(y, p, params):
     return lambda y, p, params: y * 0 + 1
 
 
+def VALUE_GRAD(y, p, params):
+    """``(VALUE, GRAD)`` from one evaluation: the loss's ``fused_grad``, where ``FUSED``."""
+
+
+@overload(VALUE_GRAD, inline="always", jit_options={"error_model": "numpy"})
+def _value_grad(y, p, params):
+    return lambda y, p, params: (p, y * 0 + 1)
+
+
 SUM_IN_LOOP = True  # whether a block's losses are summed in the loop computing them
+FUSED = False  # whether the loss has a fused_grad formula (VALUE_GRAD)
 # --- end of formula slot ---
 
 VALUES = 1  # mode bit: write L * W to `values`
@@ -92,6 +106,14 @@ def _block_scalar(yb, pb, wt, params, vb, gb, buf, write_values, write_grad, gsc
     ``gscale * dL/dp`` into ``gb``, as the flags ask; ``buf``: a block-sized buffer, needed
     if not `SUM_IN_LOOP` and not ``write_values``)."""
     n = pb.shape[0]
+    if FUSED:
+        if write_grad:
+            out = vb if write_values else buf
+            for i in range(n):
+                v, g = VALUE_GRAD(yb[i], pb[i], params)
+                out[i] = v * wt
+                gb[i] = gscale * g
+            return _sum(out[:n])
     if SUM_IN_LOOP:
         s = 0.0
         for i in range(n):
@@ -115,6 +137,15 @@ def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
     """``(sum L*W, sum W, count W != 0)`` over one block with weights ``wb`` (a NaN weight
     counts as non-zero)."""
     n = pb.shape[0]
+    if FUSED:
+        if write_grad:
+            out = vb if write_values else buf
+            for i in range(n):
+                wi = wb[i]
+                v, g = VALUE_GRAD(yb[i], pb[i], params)
+                out[i] = v * wi
+                gb[i] = wi * g
+            return _sum(out[:n]), _sum(wb), _count_nonzero(wb)
     if SUM_IN_LOOP:
         s = 0.0
         weights = 0.0
@@ -141,9 +172,10 @@ def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
 
 
 @njit(inline="always")
-def _buffer(p, start, stop, write_values):
+def _buffer(p, start, stop, write_values, write_grad):
     """The block buffer of a pass over [start, stop): empty where no loop writes it."""
-    size = 0 if write_values or SUM_IN_LOOP else min(BLOCK, stop - start)
+    summed_in_loop = SUM_IN_LOOP and not (FUSED and write_grad)
+    size = 0 if write_values or summed_in_loop else min(BLOCK, stop - start)
     return np.empty(size, dtype=p.dtype)
 
 
@@ -155,7 +187,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
     reduction's denominator, which a scalar weight lets the caller know before the pass
     (`lossforge.compute.run`), saving it a second pass over the gradient.
     """
-    buf = _buffer(p, start, stop, write_values)
+    buf = _buffer(p, start, stop, write_values, write_grad)
     wt = w[0]
     gscale = w[1] if w.shape[0] > 1 else wt
     weighted = 0.0
@@ -173,7 +205,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
 def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, write_grad):
     """Partial sums over flat elements [start, stop) with the ``(A, M, I)`` weights view."""
     ia, im, ii = run_start(w, start)
-    buf = _buffer(p, start, stop, write_values)
+    buf = _buffer(p, start, stop, write_values, write_grad)
     weighted = 0.0
     weights = 0.0
     nonzero = 0.0
