@@ -508,6 +508,7 @@ BUILTINS = [
     LossSpec("squared_hinge", F.squared_hinge, F.squared_hinge_grad, inputs=("labels", "logits"),
              aliases=("squared_hinge_loss",), label_range=(0.0, 1.0), builtin=True),
     LossSpec("binary_cross_entropy", F.binary_cross_entropy, F.binary_cross_entropy_grad,
+             fused_grad=F.binary_cross_entropy_fused,
              aliases=("bce", "binary_crossentropy"), label_range=(0.0, 1.0),
              prediction_range=(0.0, 1.0), builtin=True),
 ]

@@ -483,9 +483,8 @@ def squared_hinge_grad(y, x):
     return 0.0 if v <= 0.0 else 2.0 * v * (1.0 - 2.0 * y)  # NaN stays NaN
 
 
-def _clamped_log(v):
+def _clamp100(lv):
     # PyTorch's BCE: log clamped below at -100 (v = 0 gives -100, not -inf); NaN stays NaN
-    lv = _log(v)
     return -100.0 if lv < -100.0 else lv
 
 
@@ -495,7 +494,12 @@ def binary_cross_entropy(y, p):
     The logs are clamped at -100, so ``p`` of exactly 0 or 1 gives finite values (at most 100
     per unit label); ``p`` outside [0, 1] gives NaN (PyTorch raises).
     """
-    return -(y * _clamped_log(p) + (1.0 - y) * _clamped_log(1.0 - p))
+    return _bce(y, _log(p), _log(1.0 - p))
+
+
+def _bce(y, lp, lq):
+    """The loss, given ``lp = log p`` and ``lq = log(1 - p)``."""
+    return -(y * _clamp100(lp) + (1.0 - y) * _clamp100(lq))
 
 
 def binary_cross_entropy_grad(y, p):
@@ -505,11 +509,23 @@ def binary_cross_entropy_grad(y, p):
     ``y`` term is flat). PyTorch's backward instead divides ``p - y`` by ``max(p (1 - p), 1e-12)``;
     the two agree wherever ``p (1 - p) >= 1e-12``.
     """
+    return _bce_grad(y, p, _log(p), _log(1.0 - p))
+
+
+def binary_cross_entropy_fused(y, p):
+    """``(loss, gradient)`` from one evaluation of the two logs."""
+    lp = _log(p)
+    lq = _log(1.0 - p)
+    return _bce(y, lp, lq), _bce_grad(y, p, lp, lq)
+
+
+def _bce_grad(y, p, lp, lq):
+    """The gradient, given ``lp = log p`` and ``lq = log(1 - p)``."""
     q = 1.0 - p
     if p < 0.0 or q < 0.0:
         return math.nan
-    gp = 0.0 if _log(p) < -100.0 else -y / p  # NaN takes the division and stays NaN
-    gq = 0.0 if _log(q) < -100.0 else (1.0 - y) / q
+    gp = 0.0 if lp < -100.0 else -y / p  # NaN takes the division and stays NaN
+    gq = 0.0 if lq < -100.0 else (1.0 - y) / q
     return gp + gq
 
 
