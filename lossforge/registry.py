@@ -72,8 +72,8 @@ class Param:
     the value as a constant, which LLVM folds into the formula (focal's ``pow(q, gamma)`` at
     ``gamma = 2`` becomes ``q * q``: 3x faster). Such a kernel is compiled on the first call
     that passes the value, instead of the general one; it gives the general kernel's numbers
-    (float32: the same bits; float64: within an ulp where libm's ``pow`` is not correctly
-    rounded). Finite values within the bounds; name the one or two values most calls use.
+    (float32: the same bits; float64: within two ulps, as LLVM's folded ``pow(x, 2.0)`` is
+    correctly rounded and libm's is not always). Finite values within the bounds; name the one or two values most calls use.
     """
 
     name: str

@@ -25,9 +25,10 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   float64;
 * the gradient is a second loop over the block, read again from L1 cache; except for a loss
   with a ``fused_grad`` (`FUSED`), whose one formula gives the loss and its gradient in one
-  loop (focal and sigmoid cross-entropy share their exp, log1p and pow between the two). That
-  loop writes the losses to the block buffer, summed by the same `_sum` as a formula calling
-  ``math`` (every built-in fused one), so the value has the bits of the value-only kernels;
+  loop (sigmoid cross-entropy shares its exp, BCE its logs, focal its exp, log1p and pow).
+  That loop writes the losses to the block buffer, summed by `_sum` as the value-only loop of
+  a formula calling ``math`` is (every built-in fused one), so the value has that loop's bits
+  (a fused formula without ``math`` may differ in the sum's last bits: another order);
 * scalar (stride-0) weights are read once per block, and the value-only, values-writing and
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
@@ -104,7 +105,7 @@ def _count_nonzero(a):
 def _block_scalar(yb, pb, wt, params, vb, gb, buf, write_values, write_grad, gscale):
     """``sum L*wt`` over one block whose every weight is ``wt`` (weighted losses into ``vb``,
     ``gscale * dL/dp`` into ``gb``, as the flags ask; ``buf``: a block-sized buffer, needed
-    if not `SUM_IN_LOOP` and not ``write_values``)."""
+    where a loop sums the buffer and ``write_values`` is off, see `_buffer`)."""
     n = pb.shape[0]
     if FUSED:
         if write_grad:
