@@ -299,9 +299,12 @@ def _sparse_example(rng, batch, classes):
 
 
 def _prepare_pairwise(spec, labels, predictions, weights) -> Prepared:
-    """One row per sample (the first axis); its non-zero weight count ``n_b`` packed after its
-    labels (the formula needs it, and a formula sees no weights), and ``sum(W_b)`` over the
-    weights' own elements of the sample as the row's weight: TF's graph-mode semantics."""
+    """One row per sample (the first axis), with ``sum(W_b)`` over the weights' own elements of
+    the sample as the row's weight: TF's graph-mode semantics. The formula needs each sample's
+    non-zero weight count ``n_b`` (and sees no weights): where a weight is 0, ``n_b`` is packed
+    after the sample's labels, in a copy; else every ``n_b`` is the row's size, which the
+    formula reads from the labels as they are (a copy of 16M float32 labels cost more than
+    the loss)."""
     y = as_array(labels, "labels")
     p = as_array(predictions, "predictions")
     check_same_shape(p, y, "predictions", "labels")
@@ -315,10 +318,14 @@ def _prepare_pairwise(spec, labels, predictions, weights) -> Prepared:
     batch = y.shape[0] if y.ndim else 1
     per_sample = math.prod(y.shape[1:])
     present, weight_sums = _pairwise_weights(w, y.shape, batch)
-    packed = np.empty((batch, per_sample + 1), dtype=kd)
-    packed[:, :per_sample] = y.reshape(batch, per_sample)
-    packed[:, per_sample] = present
-    return Prepared(packed, for_kernel(p, kd, (batch, per_sample)), weight_sums, (batch,), p.shape,
+    if np.all(present == per_sample):
+        rows = for_kernel(y, kd, (batch, per_sample))
+    else:
+        rows = np.empty((batch, per_sample + 1), dtype=kd)
+        rows[:, :per_sample] = y.reshape(batch, per_sample)
+        rows[:, per_sample] = present
+        rows.flags.writeable = False  # as for_kernel's arrays: one compiled signature
+    return Prepared(rows, for_kernel(p, kd, (batch, per_sample)), weight_sums, (batch,), p.shape,
                     out, kd)
 
 

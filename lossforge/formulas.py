@@ -666,7 +666,8 @@ def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smooth
 def mean_pairwise_squared_error(y, p, j):
     """Sample ``j``: ``2 SS / (n - 1) - 2 S**2 / (n (n - 1))`` with ``d = p - y``, ``SS = sum d**2``,
     ``S = sum d`` over the sample and ``n`` its count of non-zero weights, packed by the prepare
-    as ``y[j, -1]``; each division is 0 when its denominator is <= 0 (TF's div_no_nan)."""
+    as ``y[j, -1]`` where a weight is 0 (else ``y`` is the labels, and ``n`` the row's size);
+    each division is 0 when its denominator is <= 0 (TF's div_no_nan)."""
     s, ss, n = _row_diff_sums(y[j], p[j])
     first = 2.0 * ss / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 2.0 * s * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
@@ -674,15 +675,17 @@ def mean_pairwise_squared_error(y, p, j):
 
 
 def _row_diff_sums(y, p):
-    """``(S, SS, n)`` of a packed sample row: ``d = p - y`` over ``p``'s elements, ``S = sum d``,
-    ``SS = sum d**2``, and the count ``n`` packed after the labels, all in float64."""
+    """``(S, SS, n)`` of a sample row: ``d = p - y`` over ``p``'s elements, ``S = sum d``,
+    ``SS = sum d**2``, and the count ``n`` packed after the labels (if ``y`` is longer than
+    ``p``; else ``p``'s size), all in float64."""
     ss = 0.0
     s = 0.0
     for e in range(p.shape[0]):
         d = float(p[e]) - float(y[e])
         ss += d * d
         s += d
-    return s, ss, float(y[p.shape[0]])
+    n = y.shape[0]
+    return s, ss, float(y[p.shape[0]]) if n > p.shape[0] else float(n)
 
 
 def mean_pairwise_squared_error_grad(y, p, j, scale, out):

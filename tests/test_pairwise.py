@@ -64,3 +64,23 @@ def test_scalar_weight_scales_and_dtype_follows_inputs():
     got = mpse(LABELS_3D, PREDICTIONS_3D, weights=2.5)
     assert got.dtype == np.float32 and got == pytest.approx(2.5 * 111.533333)
     assert mpse(LABELS_3D.astype(np.float64), PREDICTIONS_3D.astype(np.float64)).dtype == np.float64
+
+
+def test_labels_are_copied_only_to_pack_the_counts_of_zero_weights():
+    """Where no weight is 0 every sample counts all its elements: the kernels read the labels
+    as given (no copy); a zero weight packs each sample's count after its labels."""
+    spec = lossforge.registry.get("mean_pairwise_squared_error")
+    rng = np.random.default_rng(4)
+    y, p = rng.normal(size=(2, 6, 5)).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, size=(6, 1))
+    unpacked = spec._prepare(y, p, w, {})[0].y
+    assert unpacked.shape == (6, 5) and np.shares_memory(unpacked, y)
+    w[2] = 0.0
+    packed = spec._prepare(y, p, w, {})[0].y
+    assert packed.shape == (6, 6) and not np.shares_memory(packed, y)
+    assert list(packed[:, -1]) == [5, 5, 0, 5, 5, 5] and not packed.flags.writeable
+    for weights in (w, w + 1.0):  # the same numbers through either layout
+        want = sum(float(weights[b, 0]) * ((2 * np.sum((p[b] - y[b]).astype(np.float64) ** 2) / 4
+                                             - 2 * np.sum((p[b] - y[b]).astype(np.float64)) ** 2
+                                             / 20) if weights[b, 0] else 0.0) for b in range(6))
+        assert spec(y, p, weights) == pytest.approx(want, rel=1e-5)

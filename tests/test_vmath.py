@@ -244,9 +244,11 @@ def test_row_helpers_match_their_formula_namesakes():
             formulas._row_shifted_sum(row[np.isfinite(row)], m), rel=1e-7)
         # the row-wise formulas' other sums: float64 products and differences of float32s
         # are exact, so only the order of the sums differs
-        packed = np.append(z, np.float32(7))
-        for got, want in zip(vmath.row_diff_sums(packed, row), formulas._row_diff_sums(packed, row)):
-            assert got == pytest.approx(want, rel=1e-12, abs=1e-12)
+        for labels, n in ((np.append(z, np.float32(7)), 7), (z, z.size)):  # packed, or not
+            got, want = vmath.row_diff_sums(labels, row), formulas._row_diff_sums(labels, row)
+            assert got[2] == want[2] == n
+            for a, b in zip(got, want):
+                assert a == pytest.approx(b, rel=1e-12, abs=1e-12)
         for shape in ((1, row.size, 1), (row.size, 1, 1), (1, 1, row.size)):
             y3, p3 = z.reshape(shape), row.reshape(shape)
             for j in range(min(3, shape[0] * shape[2])):

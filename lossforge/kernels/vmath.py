@@ -515,15 +515,17 @@ def fibre_dot(y, p, j):
 
 @njit(**_ROWS)
 def row_diff_sums(y, p):
-    """``(S, SS, n)`` of a packed sample row: ``d = p - y`` over ``p``'s elements (in float64,
-    exact for float32 inputs), ``S = sum d``, ``SS = sum d**2``, ``n = y[-1]``."""
+    """``(S, SS, n)`` of a sample row: ``d = p - y`` over ``p``'s elements (in float64, exact
+    for float32 inputs), ``S = sum d``, ``SS = sum d**2``, ``n = y[-1]`` if ``y`` is longer
+    than ``p`` (packed), else ``p``'s size."""
     ss = 0.0
     s = 0.0
     for e in range(p.shape[0]):
         d = np.float64(p[e]) - np.float64(y[e])
         ss += d * d
         s += d
-    return s, ss, np.float64(y[p.shape[0]])
+    n = y.shape[0]
+    return s, ss, np.float64(y[p.shape[0]]) if n > p.shape[0] else np.float64(n)
 
 
 def _f32_math() -> ModuleType:
