@@ -40,7 +40,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     none = reduction is Reduction.NONE
     values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
     # an elementwise kernel writes every gradient entry; a row-wise formula may write only some
-    cleared = spec.kind != "elementwise"
+    cleared = spec.kind != "elementwise" and not spec.grad_fills_rows
     if with_grad and grad_out is not None:
         grad = check_grad_out(grad_out, grad_shape, kd, out_dtype, (y, p, weights))
         grad = grad.reshape(p.shape)  # a view: grad_out is C-contiguous

@@ -167,6 +167,9 @@ class LossSpec:
         what ``value`` returns. Value-and-gradient kernels call it instead of the two; build it
         from the helpers ``value`` and ``grad`` call, so that each expression is written once
         and the numbers are the same bits.
+      grad_fills_rows: row-wise losses: whether ``grad`` (and ``fused_grad``) writes every
+        gradient entry of its row, whatever the inputs. Else lossforge clears the gradient
+        array first, for a formula that writes only some entries.
     """
 
     name: str
@@ -184,6 +187,7 @@ class LossSpec:
     example: Callable | None = field(default=None, repr=False)
     float32_math: bool | None = field(default=None, repr=False)
     builtin: bool = field(default=False, repr=False)
+    grad_fills_rows: bool = field(default=False, repr=False)
     fused_grad: Callable | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -220,8 +220,9 @@ WITH_GRAD = [s for s in SPECS if s.grad is not None]
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("spec", WITH_GRAD, ids=[s.name for s in WITH_GRAD])
 def test_grad_out_receives_the_same_gradient(spec, dtype):
-    """``grad_out=`` gets the bits of a fresh gradient (a row-wise loss's buffer is cleared
-    first: its formula may write only some entries), and is the array returned."""
+    """``grad_out=`` (filled with NaN) gets the bits of a fresh gradient, and is the array
+    returned: a row-wise loss's buffer is cleared first, as its formula may write only some
+    entries, unless it declares ``grad_fills_rows`` (then a NaN left would fail here)."""
     rng = np.random.default_rng(11)
     y, p, kw = spec.example_inputs(rng, batch=5, classes=4)
     p = np.asarray(p).astype(dtype)

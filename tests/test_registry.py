@@ -143,6 +143,30 @@ def _fibre_sq_grad(y, p, j, scale, out, k):
         out[o, d, i] = scale * 2.0 * k * (float(p[o, d, i]) - float(y[o, d, i]))
 
 
+def _first_entry_grad(y, p, j, scale, out, k):
+    """Writes only the fibre's first entry."""
+    inner = y.shape[2]
+    out[j // inner, 0, j % inner] = scale * k
+
+
+def test_a_row_gradient_that_writes_some_entries_gets_zeros_elsewhere(scratch):
+    """Without ``grad_fills_rows``, lossforge clears the gradient (fresh or ``grad_out``) before
+    a row-wise formula writes it; the built-ins that write every entry skip that pass."""
+    spec = registry.register(registry.LossSpec(
+        "first_entry", _fibre_sq, _first_entry_grad, params=(("k", 1.0),), kind="rowwise",
+        prepare=registry.get("cosine_distance").prepare))
+    assert not spec.grad_fills_rows
+    y, p = np.zeros((3, 4)), np.ones((3, 4))
+    want = np.zeros((3, 4))
+    want[:, 0] = 1.0
+    for grad_out in (None, np.full((3, 4), np.nan)):
+        grad = spec.value_and_grad(y, p, reduction=Reduction.SUM, grad_out=grad_out, axis=1)[1]
+        np.testing.assert_array_equal(grad, want)
+    assert {s.name for s in registry.specs() if s.grad_fills_rows} == {
+        "softmax_cross_entropy", "sparse_softmax_cross_entropy", "cosine_distance",
+        "mean_pairwise_squared_error"}
+
+
 @pytest.mark.parametrize("kind", ["elementwise", "rowwise", "rowwise_float32"])
 def test_user_losses_specialize_parameters(scratch, kind):
     """A user's `Param.specialize` compiles kernels with the value as a constant (elementwise,
