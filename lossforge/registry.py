@@ -73,7 +73,8 @@ class Param:
     ``gamma = 2`` becomes ``q * q``: 3x faster). Such a kernel is compiled on the first call
     that passes the value, instead of the general one; it gives the general kernel's numbers
     (float32: the same bits; float64: within two ulps, as LLVM's folded ``pow(x, 2.0)`` is
-    correctly rounded and libm's is not always). Finite values within the bounds; name the one or two values most calls use.
+    correctly rounded and libm's is not always). Finite values within the bounds; name the
+    one or two values most calls use.
     """
 
     name: str

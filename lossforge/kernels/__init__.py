@@ -281,8 +281,9 @@ def _slot(spec, template: str, constants=()) -> str:
         value = f"_VALUE(y, p, j{params})"
         grad = f"_GRAD(y, p, j, scale, grad{params})"
     else:
-        value = f"_VALUE(float64(y[j]), float64(p[j]){params})"
-        grad = f"grad[j] = scale * _GRAD(float64(y[j]), float64(p[j]){params})"
+        element = f"float64(y[j]), float64(p[j]){params}"  # the formulas' arguments at j
+        value = f"_VALUE({element})"
+        grad = f"grad[j] = scale * _GRAD({element})"
     if spec.grad is None:
         grad = "pass  # no gradient formula: never called (mode has no GRAD bit)"
     fused = []
@@ -291,7 +292,7 @@ def _slot(spec, template: str, constants=()) -> str:
         if spec.kind == "rowwise":
             body = [f"    return _FUSED(y, p, j, scale, grad{params})"]
         else:  # (loss, dloss/dp)
-            body = [f"    v, g = _FUSED(float64(y[j]), float64(p[j]){params})",
+            body = [f"    v, g = _FUSED({element})",
                     "    grad[j] = scale * g", "    return v"]
         fused = ['@njit(inline="always", error_model="numpy")',
                  "def FUSED_AT(y, p, j, scale, grad, params):", *body, "", ""]
