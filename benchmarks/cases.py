@@ -28,7 +28,8 @@ class Case:
     """One timed computation.
 
     ``make(rng, n) -> (arrays, shape text)``; ``lossforge(*arrays, device="cpu")`` and (if it
-    has a gradient) ``value_and_grad(*arrays, device="cpu")`` compute it with lossforge; ``floor_count`` leading
+    has a gradient) ``value_and_grad(*arrays, device="cpu", grad_out=None)`` compute it with
+    lossforge, ``grad_out(arrays)`` making what that ``grad_out`` takes; ``floor_count`` leading
     arrays are what the floor reads (an objective's batch, not its small parameter arrays);
     ``peer_formula(peer) -> (fn(*arrays) or None, why not)``.
     """
@@ -41,6 +42,7 @@ class Case:
     peer_formula: Callable
     floor_count: int = 4
     description: str = ""
+    grad_out: Callable = lambda arrays: np.empty_like(arrays[-1])  # a loss's predictions
 
 
 def shape_of(n: int, rowwise: bool = False) -> tuple[int, int]:
@@ -115,13 +117,18 @@ def _objective_case(path) -> Case:
     def lf(*arrays, device="cpu"):
         return objective(*split(arrays), device=device).total
 
-    def vg(*arrays, device="cpu"):
-        return objective.value_and_grad(*split(arrays), device=device)[0].total
+    def vg(*arrays, device="cpu", grad_out=None):
+        return objective.value_and_grad(*split(arrays), device=device, grad_out=grad_out)[0].total
+
+    def grad_out(arrays):
+        batch, values = split(arrays)
+        _, grads = objective.value_and_grad(batch, values)
+        return {k: np.empty_like(g) for k, g in grads.items() if k in batch}
 
     name = f"objective:{Path(path).stem}"
     return Case(name, "objective", make, lf, vg,
                 lambda peer: peer_module.objective_formula(peer, objective),
-                floor_count=min(4, nk), description=repr(objective))
+                floor_count=min(4, nk), description=repr(objective), grad_out=grad_out)
 
 
 def select(spec: str, objective=DEFAULT_OBJECTIVE) -> list[Case]:

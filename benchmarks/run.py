@@ -193,11 +193,10 @@ def measure_case(case, size: int, peers, args, grad_size) -> tuple[dict, list[di
         first = lambda r: float(r[0] if isinstance(r, tuple) else r)  # noqa: E731
         contestants.append(Contestant("value_and_grad", lambda i: case.value_and_grad(*sets[i]),
                                       value=first, sets=nsets))
-        if case.group != "objective":  # a loss: its gradient also into one reused array
-            buffer = np.empty_like(arrays[-1])
-            contestants.append(Contestant(
-                "value_and_grad_out", lambda i: case.value_and_grad(*sets[i], grad_out=buffer),
-                value=first, sets=nsets))
+        buffer = case.grad_out(arrays)  # the gradient also into arrays reused across calls
+        contestants.append(Contestant(
+            "value_and_grad_out", lambda i: case.value_and_grad(*sets[i], grad_out=buffer),
+            value=first, sets=nsets))
     skipped = {}
     for peer in peers:
         formula, why = case.peer_formula(peer)

@@ -25,15 +25,19 @@ def denominator(state: LossState, reduction: Reduction) -> float:
 
 
 def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False,
-        device: str = "cpu", grad_out: np.ndarray | None = None):
+        device: str = "cpu", grad_out: np.ndarray | None = None, grad_factor: float = 1.0):
     """``(value, grad or None, LossState)`` of ``spec`` over ``prepared`` inputs, in one pass.
 
     ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
     scalar of the output dtype; ``grad`` is shaped like the predictions: ``grad_out`` if given
-    (see `LossSpec.value_and_grad`). ``device="cuda"`` runs the loss's CUDA kernels (see
-    `lossforge.kernels.cuda`).
+    (see `LossSpec.value_and_grad`). ``grad_factor`` (CPU only) multiplies the gradient, folded
+    into the scale the kernel or the reduction's denominator applies anyway: an objective's
+    task weight costs no pass of its own over the gradient. ``device="cuda"`` runs the loss's
+    CUDA kernels (see `lossforge.kernels.cuda`).
     """
     if device != "cpu":
+        if grad_factor != 1.0:
+            raise ValueError("compute.run: grad_factor is for device='cpu'")
         return _cuda(device).run(spec, prepared, params, reduction, with_grad)
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
@@ -58,7 +62,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         if weights.ndim == 0 and spec.kind == "elementwise":
             w = scalar_weight(weights, kd)
             if with_grad:
-                w, scaled = _fold_denominator(w, reduction, n)
+                w, scaled = _fold_denominator(w, reduction, n, grad_factor)
         else:
             w = weights_view(weights, loss_shape, kd)
         if max(n, p.size) >= kernels.PARALLEL_THRESHOLD:  # rows of a row-wise loss count as work
@@ -76,31 +80,33 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         pass
     elif denom == 0:  # div_no_nan's gradient
         grad[...] = 0
-    elif denom != 1:
-        grad *= 1.0 / denom  # in place: the gradient may be as large as the inputs
+    elif denom != 1 or grad_factor != 1.0:
+        grad *= (1.0 / denom) * grad_factor  # in place: the gradient may be as large as the inputs
     if grad_out is not None:
         return value, grad_out, state
     return value, grad.reshape(grad_shape).astype(out_dtype, copy=False), state
 
 
-def _fold_denominator(w: np.ndarray, reduction: Reduction, n: int) -> tuple[np.ndarray, bool]:
-    """``([weight, weight / denominator], True)`` when a scalar weight lets the reduction's
-    denominator be known before the pass, so that the kernel writes the final gradient (one
-    pass over it instead of two: value+gradient of MSE at 1M float32 elements went from 1.9x
-    to 1.5x the value alone); else ``(w, False)``.
+def _fold_denominator(w: np.ndarray, reduction: Reduction, n: int,
+                      factor: float = 1.0) -> tuple[np.ndarray, bool]:
+    """``([weight, (weight / denominator) * factor], True)`` when a scalar weight lets the
+    reduction's denominator be known before the pass, so that the kernel writes the final
+    gradient (one pass over it instead of two: value+gradient of MSE at 1M float32 elements
+    went from 1.9x to 1.5x the value alone); else ``(w, False)``.
 
     The denominator is the one the pass finds (MEAN: ``weight * n``, which the serial pass
     computes as such and the parallel one as a sum over chunks of 2^16 elements, the same
     number but for float64 rounding of a float64 weight). Multiplying ``dL/dp`` by
-    ``(1 / denominator) * weight`` is TF's order of the chain rule too. A zero denominator (div_no_nan: the gradient is 0 even where dL/dp is
-    NaN) and a denominator of 1 are left to the caller.
+    ``(1 / denominator) * weight`` is TF's order of the chain rule too; ``factor`` (an
+    objective's task weight) comes last. A zero denominator (div_no_nan: the gradient is 0
+    even where dL/dp is NaN) and a denominator of 1 with a factor of 1 are left to the caller.
     """
     wt = float(w[0])
     # the state's weight and non-zero sums are known for a scalar weight
     denom = denominator(LossState(0.0, wt * n, float(n) if wt != 0 else 0.0, n), reduction)
-    if denom == 0 or denom == 1 or denom != denom:
+    if denom == 0 or (denom == 1 and factor == 1.0) or denom != denom:
         return w, False
-    return np.array((w[0], (1.0 / denom) * wt), dtype=w.dtype), True
+    return np.array((w[0], ((1.0 / denom) * wt) * factor), dtype=w.dtype), True
 
 
 _kernels_module = None

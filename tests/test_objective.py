@@ -1,5 +1,6 @@
 """The YAML composer: objectives, components, gradients, weighting, tracking, config errors."""
 import csv
+import re
 import threading
 from pathlib import Path
 
@@ -110,6 +111,99 @@ def test_terms_sharing_predictions_add_their_weighted_gradients(label_dtype):
     np.testing.assert_array_equal(grads["p"], want)
     for key, value in saved.items():
         np.testing.assert_array_equal(batch[key], value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_task_weights_scale_the_gradients_in_the_kernels(dtype):
+    """A term's task weight multiplies its gradient inside the kernel's scale (no pass of its
+    own): the gradient is the weighted sum of the float64 formulas' gradients, within the
+    rounding of the dtype, for weights that are not powers of two, with scalar weights (folded
+    into the kernel) and per-sample ones (folded into the reduction's denominator)."""
+    config = {"terms": {
+        "a": {"loss": "mse", "weight": 0.3, "inputs": {"labels": "y", "predictions": "p"}},
+        "b": {"loss": "log_loss", "weight": 1.7, "inputs": {"labels": "z", "predictions": "q",
+                                                             "weights": "w"}},
+        "c": {"loss": "huber_loss", "weight": 0.7, "reduction": "weighted_sum",
+              "inputs": {"labels": "y", "predictions": "p"}}}}
+    objective = lossforge.load_objective(config)
+    rng = np.random.default_rng(8)
+    batch = {"y": rng.normal(size=(64, 5)), "p": rng.normal(size=(64, 5)),
+             "z": (rng.random((64, 5)) > 0.5) * 1.0, "q": rng.uniform(0.05, 0.95, (64, 5)),
+             "w": rng.random((64, 1))}
+    batch = {k: v.astype(dtype) for k, v in batch.items()}
+    _, grads = objective.value_and_grad(batch)
+    b = {k: v.astype(np.float64) for k, v in batch.items()}
+    d = b["p"] - b["y"]
+    huber = np.where(np.abs(d) < 1.0, d, np.sign(d))
+    want_p = 0.3 * 2 * d / d.size + 0.7 * huber
+    eps = 1e-7
+    dlog = (-b["z"] / (b["q"] + eps) + (1 - b["z"]) / (1 - b["q"] + eps)) * b["w"]
+    want_q = 1.7 * dlog / np.count_nonzero(np.broadcast_to(b["w"], d.shape))
+    for key, want in (("p", want_p), ("q", want_q)):
+        assert grads[key].dtype == dtype
+        np.testing.assert_allclose(grads[key], want, rtol=8 * np.finfo(dtype).eps,
+                                   atol=4 * np.finfo(dtype).eps * np.abs(want).max())
+
+
+def test_grad_out_receives_the_objectives_gradients():
+    """``grad_out`` arrays (NaN-filled here) receive the gradients bit for bit as fresh
+    arrays would, two terms sharing one prediction array included, and come back in
+    ``grads``; keys left out get fresh arrays; totals and components are the same."""
+    config = {"terms": {
+        "a": {"loss": "mse", "weight": 0.3, "inputs": {"labels": "y", "predictions": "p"}},
+        "b": {"loss": "absolute_difference", "weight": 1.3,
+              "inputs": {"labels": "y", "predictions": "p"}},
+        "c": {"loss": "sigmoid_cross_entropy", "weight": 2.5,
+              "inputs": {"multi_class_labels": "z", "logits": "x"}},
+        "d": {"loss": "softmax_cross_entropy", "inputs": {"onehot_labels": "o", "logits": "s"}}}}
+    objective = lossforge.load_objective(config)
+    rng = np.random.default_rng(9)
+    for rows in (6, 40000):  # serial and multi-threaded kernels
+        batch = {"y": rng.normal(size=(rows, 4)), "p": rng.normal(size=(rows, 4)),
+                 "z": (rng.random((rows, 4)) > 0.5) * 1.0, "x": rng.normal(size=(rows, 4)) * 3,
+                 "o": np.eye(4)[rng.integers(0, 4, rows)], "s": rng.normal(size=(rows, 4))}
+        batch = {k: v.astype(np.float32) for k, v in batch.items()}
+        fresh_result, fresh = objective.value_and_grad(batch)
+        for keys in (("p", "x", "s"), ("p",), ("s",)):
+            buffers = {k: np.full((rows, 4), np.nan, np.float32) for k in keys}
+            result, grads = objective.value_and_grad(batch, grad_out=buffers)
+            assert result.total == fresh_result.total
+            assert set(grads) == set(fresh)
+            for key in fresh:
+                np.testing.assert_array_equal(grads[key], fresh[key], err_msg=key)
+            assert all(grads[k] is buffers[k] for k in keys)
+
+
+def test_grad_out_refusals_name_the_problem():
+    config = {"terms": {
+        "a": {"loss": "mse", "inputs": {"labels": "y", "predictions": "p"}},
+        "b": {"loss": "mse", "inputs": {"labels": "y64", "predictions": "q"}},
+        "c": {"loss": "mse", "inputs": {"labels": "y64", "predictions": "p"}}}}
+    objective = lossforge.load_objective(config)
+    batch = {"y": np.zeros((3, 2), np.float32), "p": np.ones((3, 2), np.float32),
+             "y64": np.zeros((3, 2)), "q": np.ones((3, 2))}
+    saved = {k: v.copy() for k, v in batch.items()}
+    f32 = np.empty((3, 2), np.float32)
+    cases = [
+        ([f32], lossforge.InvalidTypeError, "must be a mapping"),
+        ({"y": f32}, lossforge.InvalidArgumentError, "no term differentiates"),
+        ({"p": batch["y"]}, lossforge.InvalidArgumentError, "shares memory with batch['y']"),
+        ({"p": f32, "q": f32}, lossforge.InvalidArgumentError, "shares memory with grad_out"),
+        ({"q": np.empty((3, 2), np.float32)}, lossforge.InvalidArgumentError, "dtype float32"),
+        ({"q": np.empty((2, 3))}, lossforge.InvalidArgumentError, "shape (2, 3)"),
+        ({"p": f32}, lossforge.InvalidArgumentError, "grad_out['p'] (float32) cannot hold"),
+    ]
+    for grad_out, error, words in cases:
+        with pytest.raises(error, match=re.escape(words)):
+            objective.value_and_grad(batch, grad_out=grad_out)
+    with pytest.raises(lossforge.InvalidArgumentError, match="device='cpu'"):
+        objective.value_and_grad(batch, grad_out={"q": np.empty((3, 2))}, device="cuda")
+    for key, value in saved.items():
+        np.testing.assert_array_equal(batch[key], value)
+    # the float64 term "c" widens p's gradient: a float64 array holds it
+    buffer = np.empty((3, 2))
+    _, grads = objective.value_and_grad(batch, grad_out={"q": buffer})
+    assert grads["q"] is buffer and grads["p"].dtype == np.float64
 
 
 def test_tracker_mean_is_exact_not_a_mean_of_means():

@@ -162,11 +162,29 @@ class Objective:
                 return self._evaluate_dict(batch, params, plan)
         return self._evaluate(batch, params, device, False)[0]
 
-    def value_and_grad(self, batch, params=None, device: str = "cpu"):
+    def value_and_grad(self, batch, params=None, device: str = "cpu", grad_out=None):
         """``(result, grads)``: ``grads`` maps each prediction/logit batch key, each regularized
         param (and, under uncertainty weighting, each ``"log_var/<term>"``) to the gradient of
-        ``result.total``."""
-        return self._evaluate(batch, params, device, with_grad=True)
+        ``result.total``.
+
+        ``grad_out`` (CPU): a mapping of prediction/logit batch keys to arrays that receive
+        those gradients, as `LossSpec.value_and_grad`'s ``grad_out`` does (writeable,
+        C-contiguous, the gradient's shape and dtype, no memory shared with the batch);
+        ``grads`` then holds those very arrays. A training loop that passes the same arrays on
+        every step saves a fresh array per key (whose pages the OS must zero on first touch).
+
+        Example::
+
+            >>> import lossforge, numpy as np
+            >>> objective = lossforge.load_objective({"terms": {"mse": {"weight": 2.0,
+            ...     "loss": "mean_squared_error", "inputs": {"labels": "y", "predictions": "p"}}}})
+            >>> batch = {"y": np.zeros(4, np.float32), "p": np.ones(4, np.float32)}
+            >>> buffer = np.empty(4, np.float32)
+            >>> result, grads = objective.value_and_grad(batch, grad_out={"p": buffer})
+            >>> grads["p"] is buffer, buffer.tolist()  # 2 * 2 (p - y) / 4
+            (True, [1.0, 1.0, 1.0, 1.0])
+        """
+        return self._evaluate(batch, params, device, with_grad=True, grad_out=grad_out)
 
     def evaluate(self, batches, params=None, device: str = "cpu", progress=None) -> ObjectiveResult:
         """One result over many batches: exactly what one call on their concatenation gives.
@@ -234,25 +252,39 @@ class Objective:
             out.append((reg.name, "regularizer", float(regularizer_value(reg, params))))
         return out
 
-    def _evaluate(self, batch, params, device, with_grad):
+    def _evaluate(self, batch, params, device, with_grad, grad_out=None):
         if type(batch) is not dict and (not hasattr(batch, "__getitem__") or
                                         not hasattr(batch, "keys")):
             raise InvalidTypeError(f"objective {self.name!r}: `batch` must be a mapping of batch "
                                    f"key -> array; got {type(batch).__name__}.")
+        if grad_out is not None:
+            grad_out = self._checked_grad_out(grad_out, device, batch)
         weights = self.weighting.weights(self.tracker, params)
         components: dict[str, Component] = {}
         grads: dict[str, np.ndarray] = {}
         specs = self._specs
+        # on the CPU the kernels apply a term's weight to its gradient (no pass of its own)
+        fold = with_grad and device == "cpu"
         for term in self.config.terms:
             name = term.name
             spec = specs[name]
-            out = self._general_term(term, spec, batch, device, with_grad)
-            value, grad, state, reduction, dtype = out
             weight = weights[name]
+            key = term.inputs[spec.inputs[1]] if with_grad else None
+            target = grad_out.get(key) if grad_out and key not in grads else None
+            out = self._general_term(term, spec, batch, device, with_grad,
+                                     weight if fold else 1.0, target)
+            value, grad, state, reduction, dtype = out
             components[name] = _component(name, value, weight, weight * value, "term", state,
                                           reduction, dtype)
             if with_grad:
-                _add_weighted(grads, term.inputs[spec.inputs[1]], weight, grad)
+                if grad_out and key in grad_out and grad is not grad_out[key] and \
+                        np.result_type(grad_out[key], grad) != grad_out[key].dtype:
+                    raise InvalidArgumentError(
+                        f"objective {self.name!r}, term {name!r}: its gradient for {key!r} is "
+                        f"{grad.dtype}, which grad_out[{key!r}] ({grad_out[key].dtype}) cannot "
+                        f"hold. Pass a {np.result_type(grad_out[key], grad)} array, or leave "
+                        f"{key!r} out of grad_out.")
+                _add_weighted(grads, key, 1.0 if fold else weight, grad)
         uncertainty = isinstance(self.weighting, Uncertainty)
         self._add_parameter_components(components, params, uncertainty,
                                        grads if with_grad else None)
@@ -350,7 +382,38 @@ class Objective:
                 return c.value, None, c.state, c.reduction, c.dtype
         return self._general_term(term, spec, batch, device, with_grad)
 
-    def _general_term(self, term, spec, batch, device, with_grad):
+    def _checked_grad_out(self, grad_out, device, batch) -> dict:
+        """``grad_out`` as a dict, or an error naming what is wrong: not a mapping, a device
+        other than the CPU, a key that gets no gradient from the data, an array that shares
+        memory with another one or with the batch (which later terms read). Each array's shape
+        and dtype are checked where its term's gradient is known (`compute.run`)."""
+        if not hasattr(grad_out, "keys") or not hasattr(grad_out, "__getitem__"):
+            raise InvalidTypeError(f"objective {self.name!r}: `grad_out` must be a mapping of "
+                                   f"prediction key -> array; got {type(grad_out).__name__}.")
+        if device != "cpu":
+            raise InvalidArgumentError(f"objective {self.name!r}: `grad_out` is for "
+                                       f"device='cpu'; pass grad_out=None on {device!r}.")
+        keys = {term.inputs[self._specs[term.name].inputs[1]] for term in self.config.terms}
+        unknown = sorted(str(k) for k in grad_out.keys() if k not in keys)
+        if unknown:
+            raise InvalidArgumentError(
+                f"objective {self.name!r}: grad_out has {unknown}, which no term differentiates; "
+                f"its keys must be among the terms' prediction keys {sorted(keys)}.")
+        outs = {k: grad_out[k] for k in grad_out.keys()}
+        arrays = [(k, a) for k, a in outs.items() if isinstance(a, np.ndarray)]
+        for i, (key, a) in enumerate(arrays):
+            shared = [f"grad_out[{k!r}]" for k, b in arrays[i + 1:] if np.may_share_memory(a, b)]
+            shared += [f"batch[{k!r}]" for k in batch.keys()
+                       if isinstance(batch[k], np.ndarray) and np.may_share_memory(a, batch[k])]
+            if shared:
+                raise InvalidArgumentError(
+                    f"objective {self.name!r}: grad_out[{key!r}] shares memory with "
+                    f"{', '.join(shared)}: each gradient needs an array of its own, "
+                    f"np.empty_like(batch[{key!r}]).")
+        return outs
+
+    def _general_term(self, term, spec, batch, device, with_grad, grad_factor=1.0,
+                      grad_out=None):
         args = {}
         for arg, key in term.inputs.items():
             if key not in batch:
@@ -371,7 +434,8 @@ class Objective:
                     spec, args[spec.inputs[0]], args[spec.inputs[1]], args.get("weights", 1.0),
                     params, device)
             value, grad, state = compute.run(spec, prepared, kernel_params, reduction,
-                                             with_grad=with_grad, device=device)
+                                             with_grad=with_grad, device=device,
+                                             grad_out=grad_out, grad_factor=grad_factor)
         except LossforgeError as exc:
             raise type(exc)(f"objective {self.name!r}, term {term.name!r} ({spec.name}): {exc}") from None
         if with_grad and grad is None:
