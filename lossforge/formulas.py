@@ -321,27 +321,40 @@ _LOG2 = math.log(2.0)
 
 
 def log_cosh(y, p):
-    """``log(cosh(p - y))``, as ``|d| + log1p(exp(-2|d|)) - log 2`` (never overflows).
+    """``log(cosh(p - y))``, as ``(|d| - log 2) + log1p(exp(-2|d|))`` (never overflows).
 
-    With ``d = p - y``. Below ``|d| = 1`` it is evaluated as ``log1p(2 sinh(d/2)**2)``, which
-    keeps full relative precision near 0 (where the large-``|d|`` form cancels); both are exact
-    rewrites of ``log(cosh(d))``. Finite for every finite ``d``; ``+-inf`` gives ``inf``.
+    With ``d = p - y``. Below ``|d| = 0.6875`` it is evaluated as ``log1p(2 sinh(d/2)**2)``,
+    which keeps full relative precision near 0 (where the large-``|d|`` form cancels); both
+    are exact rewrites of ``log(cosh(d))``. Finite for every finite ``d``; ``+-inf`` gives
+    ``inf``.
     """
     a = abs(p - y)
-    # one log1p serves both forms: a vectorised float32 kernel evaluates both sides of an `if`
-    small = a < 1.0
+    # one log1p serves both forms (a vectorised float32 kernel evaluates both sides of an
+    # `if`), and at the split both keep its argument within [0, 0.26], where a float32 kernel
+    # takes a polynomial alone (`_log1p_below_0_26`)
+    small = a < _LOG_COSH_SPLIT
     if small:
         s = _sinh_below_1(0.5 * a)
         u = 2.0 * s * s
     else:
         u = math.exp(-2.0 * a)
-    r = math.log1p(u)
-    return r if small else a + r - _LOG2  # NaN takes the second form and stays NaN
+    r = _log1p_below_0_26(u)
+    return r if small else (a - _LOG2) + r  # NaN takes the second form and stays NaN
+
+
+#: log_cosh's split: 2 sinh(0.34375)**2 = 0.2456 below it, exp(-1.375) = 0.2528 above
+_LOG_COSH_SPLIT = 0.6875
 
 
 def _sinh_below_1(x):
     """``sinh(x)`` for ``|x| <= 1`` (a float32 kernel evaluates it without an exp)."""
     return math.sinh(x)
+
+
+def _log1p_below_0_26(x):
+    """``log1p(x)`` for ``0 <= x <= 0.26`` (a float32 kernel evaluates a polynomial, with
+    none of log1p's range reduction)."""
+    return math.log1p(x)
 
 
 def log_cosh_grad(y, p):
