@@ -492,7 +492,8 @@ BUILTINS = [
              doc="Per sample ``sum_{i<j} ((p_i - p_j) - (y_i - y_j))**2 / C(n, 2)`` over its "
                  "non-zero-weight elements, times the sample's weight sum; default reduction SUM."),
     # --- beyond TensorFlow -------------------------------------------------------------------
-    LossSpec("log_cosh", F.log_cosh, F.log_cosh_grad, aliases=("logcosh",), builtin=True),
+    LossSpec("log_cosh", F.log_cosh, F.log_cosh_grad, aliases=("logcosh",), builtin=True,
+             fused_grad=F.log_cosh_fused),
     LossSpec("poisson", F.poisson, F.poisson_grad,
              params=(Param("epsilon", 1e-7, 0.0, None,
                            doc="added to the rate inside the log (Keras 1e-7, PyTorch 1e-8)"),),

@@ -323,27 +323,56 @@ _LOG2 = math.log(2.0)
 def log_cosh(y, p):
     """``log(cosh(p - y))``, as ``(|d| - log 2) + log1p(exp(-2|d|))`` (never overflows).
 
-    With ``d = p - y``. Below ``|d| = 0.6875`` it is evaluated as ``log1p(2 sinh(d/2)**2)``,
+    With ``d = p - y``. Below ``|d| = 0.625`` it is evaluated as ``log1p(2 sinh(d/2)**2)``,
     which keeps full relative precision near 0 (where the large-``|d|`` form cancels); both
     are exact rewrites of ``log(cosh(d))``. Finite for every finite ``d``; ``+-inf`` gives
     ``inf``.
     """
     a = abs(p - y)
-    # one log1p serves both forms (a vectorised float32 kernel evaluates both sides of an
-    # `if`), and at the split both keep its argument within [0, 0.26], where a float32 kernel
-    # takes a polynomial alone (`_log1p_below_0_26`)
-    small = a < _LOG_COSH_SPLIT
-    if small:
+    return _log_cosh_of(a, _log_cosh_arg(a))
+
+
+def log_cosh_grad(y, p):
+    """``tanh(p - y)``."""
+    d = p - y
+    a = abs(d)
+    return _tanh_of(d, a, _log_cosh_arg(a))
+
+
+def log_cosh_fused(y, p):
+    """``(log_cosh, tanh)`` from one ``exp(-2|d|)``."""
+    d = p - y
+    a = abs(d)
+    u = _log_cosh_arg(a)
+    return _log_cosh_of(a, u), _tanh_of(d, a, u)
+
+
+#: log_cosh's split (tanh's polynomial's bound in a float32 kernel): below it the log1p
+#: argument is 2 sinh(a/2)**2 <= 0.2018, above it exp(-2a) <= 0.2865
+_LOG_COSH_SPLIT = 0.625
+
+
+def _log_cosh_arg(a):
+    """log_cosh's log1p argument at ``a = |d|``: ``2 sinh(a/2)**2`` below the split, else
+    ``exp(-2a)``; within [0, 0.29] either way (NaN passes)."""
+    # a vectorised float32 kernel evaluates both sides of an `if`: each is cheap or shared
+    if a < _LOG_COSH_SPLIT:
         s = _sinh_below_1(0.5 * a)
-        u = 2.0 * s * s
-    else:
-        u = math.exp(-2.0 * a)
-    r = _log1p_below_0_26(u)
-    return r if small else (a - _LOG2) + r  # NaN takes the second form and stays NaN
+        return 2.0 * s * s
+    return math.exp(-2.0 * a)
 
 
-#: log_cosh's split: 2 sinh(0.34375)**2 = 0.2456 below it, exp(-1.375) = 0.2528 above
-_LOG_COSH_SPLIT = 0.6875
+def _log_cosh_of(a, u):
+    """``log(cosh(a))`` from `_log_cosh_arg`'s ``u``."""
+    r = _log1p_below_0_29(u)
+    return r if a < _LOG_COSH_SPLIT else (a - _LOG2) + r  # NaN takes the second form
+
+
+def _tanh_of(d, a, u):
+    """``tanh(d)`` from ``a = |d|`` and `_log_cosh_arg`'s ``u``: ``(1 - u) / (1 + u)`` above
+    the split, where ``u = exp(-2a)`` (1 + u >= 1: no division by 0)."""
+    t = _tanh_below_0_625(a) if a < _LOG_COSH_SPLIT else (1.0 - u) / (1.0 + u)
+    return math.copysign(t, d)  # NaN: t is NaN
 
 
 def _sinh_below_1(x):
@@ -351,15 +380,15 @@ def _sinh_below_1(x):
     return math.sinh(x)
 
 
-def _log1p_below_0_26(x):
-    """``log1p(x)`` for ``0 <= x <= 0.26`` (a float32 kernel evaluates a polynomial, with
+def _tanh_below_0_625(x):
+    """``tanh(x)`` for ``|x| < 0.625`` (a float32 kernel evaluates it without an exp)."""
+    return math.tanh(x)
+
+
+def _log1p_below_0_29(x):
+    """``log1p(x)`` for ``0 <= x <= 0.29`` (a float32 kernel evaluates a polynomial, with
     none of log1p's range reduction)."""
     return math.log1p(x)
-
-
-def log_cosh_grad(y, p):
-    """``tanh(p - y)``."""
-    return math.tanh(p - y)
 
 
 def poisson(y, p, epsilon):

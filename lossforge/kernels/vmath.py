@@ -279,16 +279,16 @@ def _sinh_small32(x):
     return _fma(_fma(_fma(c[0], z, c[1]), z, c[2]) * z, x, x)
 
 
-#: ``log1p(x) = x + x**2 R(x)`` on [0, 0.26]: R of degree 5, fitted (weighted least squares,
-#: Lawson's iteration toward minimax) to 0.03 ulp of log1p there
-_LOG1P_SMALL_R = tuple(_f(c) for c in (-0.49999988079071045, 0.3333236575126648,
-                                       -0.24973855912685394, 0.19673994183540344,
-                                       -0.14559447765350342, 0.07077326625585556))
+#: ``log1p(x) = x + x**2 R(x)`` on [0, 0.29]: R of degree 5, fitted (weighted least squares,
+#: Lawson's iteration toward minimax) to 0.05 ulp of log1p there
+_LOG1P_SMALL_R = tuple(_f(c) for c in (-0.4999997615814209, 0.3333168029785156,
+                                       -0.24960839748382568, 0.19567425549030304,
+                                       -0.14165988564491272, 0.06539881229400635))
 
 
 @njit(inline="always", **_STRICT)
 def _log1p_small32(x):
-    """``log1p(x)`` for ``0 <= x <= 0.26``: the polynomial alone (NaN passes)."""
+    """``log1p(x)`` for ``0 <= x <= 0.29``: the polynomial alone (NaN passes)."""
     c = _LOG1P_SMALL_R
     z = x * x
     # Horner's scheme in pairs (see _log_reduced)
@@ -307,11 +307,17 @@ def _sinh32(x):
 
 
 @njit(inline="always", **_STRICT)
-def _tanh32(x):
-    a = abs(x)
+def _tanh_small32(x):
+    """``tanh(x)`` for ``|x| < 0.625``: the polynomial alone."""
     z = x * x
     c = _TANH_P
-    small = _fma(_fma(_fma(_fma(_fma(c[0], z, c[1]), z, c[2]), z, c[3]), z, c[4]), z * x, x)
+    return _fma(_fma(_fma(_fma(_fma(c[0], z, c[1]), z, c[2]), z, c[3]), z, c[4]), z * x, x)
+
+
+@njit(inline="always", **_STRICT)
+def _tanh32(x):
+    a = abs(x)
+    small = _tanh_small32(x)
     e = _exp32(a + a)
     big = _ONE - _TWO / (e + _ONE)
     big = _ONE if a > _TANH_BIG else big
@@ -418,9 +424,12 @@ sinh = _dispatching("sinh", _sinh32, math.sinh)
 #: ``sinh`` of an argument known to be within [-1, 1] (a formula's ``_sinh_below_1``): in
 #: float32, sinh's polynomial without the exp its other branch needs.
 sinh_below_1 = _dispatching("sinh_below_1", _sinh_small32, math.sinh)
-#: ``log1p`` of an argument known to be within [0, 0.26] (a formula's ``_log1p_below_0_26``):
+#: ``tanh`` of an argument known to be within (-0.625, 0.625) (a formula's
+#: ``_tanh_below_0_625``): in float32, tanh's polynomial without the exp its other branch needs.
+tanh_below_0_625 = _dispatching("tanh_below_0_625", _tanh_small32, math.tanh)
+#: ``log1p`` of an argument known to be within [0, 0.29] (a formula's ``_log1p_below_0_29``):
 #: in float32, a polynomial with none of log1p's range reduction.
-log1p_below_0_26 = _dispatching("log1p_below_0_26", _log1p_small32, math.log1p)
+log1p_below_0_29 = _dispatching("log1p_below_0_29", _log1p_small32, math.log1p)
 
 
 def pow(x, y):  # noqa: A001 (math.pow's stand-in, as F32_MATH.pow)
@@ -572,7 +581,8 @@ def _replacements() -> dict:
             formulas._row_shifted_dot: row_shifted_dot,
             formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
             formulas._row_diff_sums: row_diff_sums, formulas._sinh_below_1: sinh_below_1,
-            formulas._log1p_below_0_26: log1p_below_0_26}
+            formulas._tanh_below_0_625: tanh_below_0_625,
+            formulas._log1p_below_0_29: log1p_below_0_29}
 
 
 #: What a float32 formula variant calls instead of a global: ``math`` functions imported by
