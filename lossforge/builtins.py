@@ -489,6 +489,7 @@ BUILTINS = [
              F.mean_pairwise_squared_error_grad, kind="rowwise", reduction=Reduction.SUM,
              aliases=("sum_of_pairwise_squares",), prepare=_prepare_pairwise,
              example=_pairwise_example, builtin=True, float32_math=True, grad_fills_rows=True,
+             fused_grad=F.mean_pairwise_squared_error_fused,
              doc="Per sample ``sum_{i<j} ((p_i - p_j) - (y_i - y_j))**2 / C(n, 2)`` over its "
                  "non-zero-weight elements, times the sample's weight sum; default reduction SUM."),
     # --- beyond TensorFlow -------------------------------------------------------------------

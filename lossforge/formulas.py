@@ -711,6 +711,11 @@ def mean_pairwise_squared_error(y, p, j):
     as ``y[j, -1]`` where a weight is 0 (else ``y`` is the labels, and ``n`` the row's size);
     each division is 0 when its denominator is <= 0 (TF's div_no_nan)."""
     s, ss, n = _row_diff_sums(y[j], p[j])
+    return _pairwise_of(s, ss, n)
+
+
+def _pairwise_of(s, ss, n):
+    """The sample's loss from its ``(S, SS, n)``."""
     first = 2.0 * ss / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 2.0 * s * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
     return first - second
@@ -732,11 +737,23 @@ def _row_diff_sums(y, p):
 
 def mean_pairwise_squared_error_grad(y, p, j, scale, out):
     """``d/dp_e = 4 d_e / (n - 1) - 4 S / (n (n - 1))`` (the same zero-denominator rule)."""
-    count = p.shape[1]
     s, _, n = _row_diff_sums(y[j], p[j])
+    _pairwise_row_grad(y[j], p[j], out[j], scale, s, n)
+
+
+def mean_pairwise_squared_error_fused(y, p, j, scale, out):
+    """mean_pairwise_squared_error's value, returned, and its gradient, written as
+    mean_pairwise_squared_error_grad writes it, from one pass of the row's sums."""
+    s, ss, n = _row_diff_sums(y[j], p[j])
+    _pairwise_row_grad(y[j], p[j], out[j], scale, s, n)
+    return _pairwise_of(s, ss, n)
+
+
+def _pairwise_row_grad(yr, pr, outr, scale, s, n):
+    """``outr_e = scale d/dp_e`` of a sample row from its ``S`` and ``n`` (rows indexed from 0:
+    LLVM vectorises the loop)."""
     first = 4.0 / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 4.0 * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
     first, second = float(first), float(second)  # (a float32 kernel writes in float32)
-    for e in range(count):
-        out[j, e] = scale * (first * (float(p[j, e]) - float(y[j, e])) - second)
-
+    for e in range(pr.shape[0]):
+        outr[e] = scale * (first * (float(pr[e]) - float(yr[e])) - second)

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from numba import njit
 
 import lossforge
 from cases import gradient_weights
@@ -156,6 +157,45 @@ def test_fused_formula_gives_the_two_formulas_numbers(spec, dtype):
             np.testing.assert_array_equal(fused[0], two[0])
             np.testing.assert_array_equal(fused[1], two[1])
             np.testing.assert_array_equal(fused[0], spec(y, p, w, reduction, **kw, **params))
+
+
+FUSED_BY_DEFAULT = [s for s in SPECS if s.kind == "elementwise" and s.grad is not None
+                    and s.fused_grad is None and lossforge.registry.calls_math(s.value)]
+
+
+@njit
+def _grad_at_each(grad, y, p, params, out):
+    for i in range(p.shape[0]):
+        out[i] = grad(y[i], p[i], *params)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("spec", FUSED_BY_DEFAULT, ids=[s.name for s in FUSED_BY_DEFAULT])
+def test_a_math_formula_and_its_gradient_share_one_loop_and_keep_their_bits(spec, dtype):
+    """An elementwise loss whose value calls ``math`` (compute-bound) and that has no
+    ``fused_grad`` gets value-and-gradient kernels that call its two formulas in one loop: the
+    value is the value-only kernel's, bit for bit, and the gradient is its ``grad`` formula's
+    at each element (the formula compiled alone, its float32 variant for float32 inputs), at
+    ordinary and boundary inputs, NaN and inf, serial and multi-threaded sizes."""
+    assert {"log_loss", "poisson", "kl_divergence"} <= {s.name for s in FUSED_BY_DEFAULT}
+    assert lossforge.kernels.loss_kernels(spec).FUSED
+    assert not lossforge.kernels.loss_kernels(lossforge.registry.get("mean_squared_error")).FUSED
+    rng = np.random.default_rng(11)
+    float32 = dtype == np.float32
+    grad = lossforge.registry.jitted_formula(spec.fingerprint, "grad", float32=float32)
+    params = tuple(dtype(p.default) for p in spec.params)
+    for size in (1000, PARALLEL_THRESHOLD * 3 + 17):
+        y, p, kw = spec.example_inputs(rng, batch=size // 10, classes=10)
+        y, p = y.astype(dtype).ravel(), p.astype(dtype).ravel()
+        low, high = spec.prediction_range or (-1e4, 1e4)
+        p[:6] = [low, high, np.nan, np.inf, -np.inf, 0.0]
+        y[6:9] = [0.0, np.nan, 1.0]
+        value, got = spec.value_and_grad(y, p, reduction=Reduction.SUM, **kw)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(value, spec(y, p, reduction=Reduction.SUM, **kw))
+        want = np.empty_like(p)
+        _grad_at_each(grad, y, p, params, want)
+        np.testing.assert_array_equal(got, want)
 
 
 SPECIALIZED = [s for s in SPECS + EXTENDED if any(p.specialize for p in s.params)]

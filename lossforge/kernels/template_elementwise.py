@@ -23,12 +23,16 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   selects (deciding per dtype while typing compiled both: +40% compile time, cold cache);
 * the formula runs in the kernel's dtype (float32 lanes for float32 inputs); the sums are
   float64;
-* the gradient is a second loop over the block, read again from L1 cache; except for a loss
-  with a ``fused_grad`` (`FUSED`), whose one formula gives the loss and its gradient in one
-  loop (sigmoid cross-entropy shares its exp, BCE its logs, focal its exp, log1p and pow).
-  That loop writes the losses to the block buffer, summed by `_sum` as the value-only loop of
-  a formula calling ``math`` is (every built-in fused one), so the value has that loop's bits
-  (a fused formula without ``math`` may differ in the sum's last bits: another order);
+* the gradient is a second loop over the block, read again from L1 cache, for a formula
+  without ``math`` (memory-bound: the loop's stores would cost the value-only loop's bits,
+  summed in another order, and measured no faster). Otherwise (`FUSED`) one loop gives the
+  loss and its gradient: the loss's ``fused_grad`` (sigmoid cross-entropy shares its exp, BCE
+  its logs, focal its exp, log1p and pow), else ``VALUE`` and ``GRAD`` in turn, so the
+  gradient's stores overlap the polynomials' work (log_loss, poisson, kl_divergence at 16M
+  float32: value+gradient 8-16% faster). That loop writes the losses to the block buffer,
+  summed by `_sum` as the value-only loop of a formula calling ``math`` is, so the value has
+  that loop's bits (a ``fused_grad`` without ``math`` may differ in the sum's last bits: another
+  order);
 * scalar (stride-0) weights are read once per block, and the value-only, values-writing and
   gradient-writing paths are separate (constant flags), so no loop carries a store it does
   not need.
@@ -65,7 +69,7 @@ def _grad(y, p, params):
 
 
 def VALUE_GRAD(y, p, params):
-    """``(VALUE, GRAD)`` from one evaluation: the loss's ``fused_grad``, where ``FUSED``."""
+    """``(VALUE, GRAD)`` in one loop: the loss's ``fused_grad``, or the two formulas in turn."""
 
 
 @overload(VALUE_GRAD, inline="always", jit_options={"error_model": "numpy"})
@@ -74,7 +78,7 @@ def _value_grad(y, p, params):
 
 
 SUM_IN_LOOP = True  # whether a block's losses are summed in the loop computing them
-FUSED = False  # whether the loss has a fused_grad formula (VALUE_GRAD)
+FUSED = False  # whether one loop gives the loss and its gradient (VALUE_GRAD)
 # --- end of formula slot ---
 
 VALUES = 1  # mode bit: write L * W to `values`
