@@ -167,7 +167,8 @@ class LossSpec:
         ``fused_grad(y, p, j, scale, out, *params)`` writes what ``grad`` writes and returns
         what ``value`` returns. Value-and-gradient kernels call it instead of the two; build it
         from the helpers ``value`` and ``grad`` call, so that each expression is written once
-        and the numbers are the same bits.
+        and the numbers are the same bits. (Without it, an elementwise loss whose ``value``
+        calls ``math`` still gets one loop calling ``value`` and ``grad`` in turn.)
       grad_fills_rows: row-wise losses: whether ``grad`` (and ``fused_grad``) writes every
         gradient entry of its row, whatever the inputs. Else lossforge clears the gradient
         array first, for a formula that writes only some entries.
