@@ -151,3 +151,32 @@ def test_processes_compiling_one_cache_at_once_get_the_right_numbers(tmp_path):
             np.mean(np.maximum(0, 1 - (2 * y.round() - 1) * p))]
     for out, _ in outputs:
         np.testing.assert_allclose(json.loads(out.strip().splitlines()[-1]), want, rtol=1e-12)
+
+
+def test_compute_bound_rowwise_kernels_prefetch_rows_and_keep_their_numbers():
+    """A row-wise loss whose value calls ``math`` asks for the predictions' rows ahead
+    (`lossforge.kernels.prefetch`), a memory-bound one does not; a prefetch is a hint, so the
+    sparse softmax of a multi-threaded size still matches float64 NumPy, and asking past the
+    last row or for short rows does nothing."""
+    from numba import njit
+
+    from lossforge.kernels import loss_kernels
+    from lossforge.kernels.prefetch import prefetch_row
+    assert loss_kernels(lossforge.registry.get("sparse_softmax_cross_entropy")).PREFETCH
+    assert not loss_kernels(lossforge.registry.get("cosine_distance")).PREFETCH
+
+    @njit
+    def ask(a, j, n):
+        prefetch_row(a, j, n)
+        return a.sum()
+
+    rows = np.arange(12.0, dtype=np.float32).reshape(3, 4)
+    assert ask(rows, 5, 3) == ask(rows, 0, 3) == 66.0  # short rows, and past the last one
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(700, 100)).astype(np.float32) * 5
+    labels = rng.integers(0, 100, 700)
+    x = logits.astype(np.float64)
+    m = x.max(axis=1)
+    want = np.mean(m + np.log(np.exp(x - m[:, None]).sum(axis=1)) - x[np.arange(700), labels])
+    got = lossforge.losses.sparse_softmax_cross_entropy(labels, logits)
+    np.testing.assert_allclose(got, want, rtol=2e-6)

@@ -271,7 +271,19 @@ def _slot(spec, template: str, constants=()) -> str:
     if template == "template_elementwise.py":
         return _elementwise_slot(spec, constants)
     if template == "template.py" and spec.float32_math:
-        return _rowwise_float32_slot(spec, constants)
+        text = _rowwise_float32_slot(spec, constants)
+    else:
+        text = _plain_slot(spec, constants)
+    if template == "template.py":
+        from lossforge import registry
+        # a row that calls math is compute-bound: ask for the next rows meanwhile (see
+        # lossforge.kernels.prefetch; a memory-bound row measured slower with it)
+        text += f"\n\nPREFETCH = {registry.calls_math(spec.value)}\n"
+    return text
+
+
+def _plain_slot(spec, constants) -> str:
+    """The slot calling ``spec``'s formulas as written (float64 arithmetic)."""
     params = _param_args(spec, constants)
     lines = ["from lossforge.registry import jitted_formula as _jitted",
              f"_VALUE = _jitted({spec.fingerprint!r}, 'value')"]
