@@ -4,9 +4,11 @@ A row-wise loss reads a row (a softmax row of 1000 float32 logits: 4000 bytes, a
 4 KiB page) from memory, then computes on it from L1 cache (a log-sum-exp: ~1000 exps). The
 hardware's stream prefetchers stop at page boundaries, so while one row's exps are computed
 the next row is not on its way: memory and computation take turns. Asking for the row
-`AHEAD` rows on, one prefetch per cache line before each row, overlaps them: sparse softmax
-at 16384 x 1000 float32 (2 threads) took 4.0 -> 3.4-3.5 ms, below what the same rows took
-from cache (4.3 ms: the prefetches of the next row hide the latency of this one's reads too).
+`AHEAD` rows on, one prefetch per cache line before each row, overlaps them: a standalone
+sparse softmax kernel at 16384 x 1000 float32 (2 threads) took 4.0 -> 3.4-3.5 ms, below what
+the same rows took from cache (4.3 ms); the built-in kernel 3.5-3.9 -> 3.1-3.4 ms. Which
+kernels ask (compute-bound rows, and not softmax's, with its row of labels) is measured and
+decided in ``template.py`` (`_prefetch_ahead`).
 
 A prefetch is a hint: it never faults and changes no value, so a kernel gives the same bits
 with or without it. `prefetch_row` asks only for rows of arrays whose size is a whole number
