@@ -3,7 +3,8 @@
 Needs a GPU (``numba.cuda.is_available()``); without one it prints that and exits with 0.
 Per loss and size: lossforge's ``device="cuda"`` time (inputs already on the device, the
 reduced value copied back), a CUDA read-sum floor over the same device arrays (grid-stride,
-float32 lanes, one float32 atomic per block), PyTorch CUDA when torch sees the GPU, GB/s of
+float32 lanes, one float32 atomic per block; launched the way lossforge launches its kernels,
+then synchronised), PyTorch CUDA when torch sees the GPU, GB/s of
 inputs read once, % of the measured floor and % of the device's nominal bandwidth
 (2 x memory clock x bus width). Results go to ``OUTPUT/latest-cuda.json``.
 """
@@ -96,6 +97,8 @@ def main(args, objective) -> int:
     info = _device_info(cuda)
     _log(f"[CUDA: {info}]")
     kernel = _floor_kernel()
+    from lossforge.kernels import cuda as lossforge_cuda
+    launch = lossforge_cuda._scratch().launch
     blocks = 8 * info["sms"]
     out = cuda.to_device(np.zeros(1, np.float32))
     torch_peer = None
@@ -122,8 +125,8 @@ def main(args, objective) -> int:
                      for s in sets]
 
             def floor_call(i):
-                for v in views[i]:
-                    kernel[blocks, THREADS](v, out)
+                for v in views[i]:  # launched as lossforge launches (kernels/cuda_launch.py)
+                    launch(kernel, blocks, THREADS, (v, out))
                 cuda.synchronize()
 
             inputs, where = dev_sets, "device"
@@ -141,6 +144,13 @@ def main(args, objective) -> int:
 
             contestants = [Contestant("lossforge", lf_call, sets=2),
                            Contestant("floor", floor_call, value=lambda r: 0.0, sets=2)]
+            if case.value_and_grad is not None and where == "device":
+                def vg_call(i):  # the gradient stays on the device, as a training step wants it
+                    r = case.value_and_grad(*inputs[i], device="cuda")
+                    cuda.synchronize()
+                    return r
+                contestants.append(Contestant("value_and_grad", vg_call, value=lambda r: 0.0,
+                                              sets=2))
             if torch_peer is not None:
                 formula, _ = case.peer_formula(torch_peer)
                 if formula is not None:
@@ -164,6 +174,8 @@ def main(args, objective) -> int:
                    "pct_nominal": (100 * nbytes / lf.best / 1e9 / info["nominal_gbps"]
                                    if info.get("nominal_gbps") else None),
                    "value": lf.warm_value, "inputs": where}
+            if "value_and_grad" in by and by["value_and_grad"].error is None:
+                row["value_and_grad"] = by["value_and_grad"].best
             if "torch" in by and by["torch"].error is None:
                 row["torch"] = by["torch"].best
                 row["torch_agreement"] = _agreement(lf.warm_value, by["torch"].warm_value,
@@ -173,8 +185,9 @@ def main(args, objective) -> int:
                  f"{report.fmt_time(floor_s)}, {row['gbps']:.1f} GB/s")
     lines = [f"## lossforge CUDA benchmark on {info['name']} (nominal "
              f"{info['nominal_gbps'] or math.nan:.0f} GB/s)", "",
-             "| loss | elements | lossforge | floor | PyTorch CUDA | GB/s | % of floor | % of nominal |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| loss | elements | lossforge | value+grad | floor | PyTorch CUDA | GB/s | % of floor "
+             "| % of nominal |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         torch_cell = report.fmt_time(r.get("torch"))
         if r.get("torch_agreement") and not r["torch_agreement"]["ok"]:
@@ -183,7 +196,7 @@ def main(args, objective) -> int:
         pct_floor = "-" if r["pct_floor"] is None else f"{r['pct_floor']:.0f}%"
         host = " (host inputs)" if r["inputs"] != "device" else ""
         lines.append(f"| {r['loss']}{host} | {r['size']:,} | {report.fmt_time(r['lossforge'])} | "
-                     f"{report.fmt_time(r['floor'])} | {torch_cell} | {r['gbps']:.1f} | "
+                     f"{report.fmt_time(r.get('value_and_grad'))} | {report.fmt_time(r['floor'])} | {torch_cell} | {r['gbps']:.1f} | "
                      f"{pct_floor} | {nominal} |")
     print("\n".join(lines))
     report.write_json({"device": info, "rows": rows}, args.output / "latest-cuda.json")

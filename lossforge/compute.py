@@ -12,7 +12,8 @@ from .inputs import (NUMERIC_KINDS, as_array, check_grad_out, check_weights_broa
                      float_dtypes, for_kernel, scalar_weight, weights_view)
 from .reduction import LossState, Reduction, finalize, finalize_sums
 
-__all__ = ["run", "run_small", "prepare", "denominator", "DEVICES", "SCALAR_REDUCTIONS"]
+__all__ = ["run", "run_small", "run_small_cuda", "prepare", "denominator", "DEVICES",
+           "SCALAR_REDUCTIONS"]
 
 _VALUES, _GRAD = 1, 2  # the template's mode bits
 
@@ -246,6 +247,19 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
     sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
     weighted_sum, weight_sum, nonzero_count = sums
     return out.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, n, reduction)), sums, n
+
+
+def run_small_cuda(spec, labels, predictions, weights, reduction: Reduction, params: dict):
+    """`lossforge.kernels.cuda_small.run_small`: the reduced value of a repeated call on device
+    arrays, or None (the general path computes it)."""
+    global _cuda_small
+    if _cuda_small is None:
+        from .kernels import cuda_small
+        _cuda_small = cuda_small
+    return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params)
+
+
+_cuda_small = None
 
 
 # --- devices -------------------------------------------------------------------------------------

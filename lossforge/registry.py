@@ -312,6 +312,10 @@ class LossSpec:
             result = compute.run_small(self, labels, predictions, weights, scalar, kernel_params)
             if result is not None:
                 return result[0]
+        elif scalar is not None and type(device) is str and device == "cuda":
+            value = compute.run_small_cuda(self, labels, predictions, weights, scalar, params)
+            if value is not None:
+                return value
         reduction = resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         return compute.run(self, prepared, kernel_params, reduction, device=device)[0]
@@ -366,6 +370,7 @@ class LossSpec:
         state = dict(self.__dict__)
         state.pop("_cpu_kernels", None)  # compiled in this process (see compute.run): not data
         state.pop("_cpu_kernels_by_constants", None)
+        state.pop("_cuda_kernels", None)  # (see kernels.cuda.kernel_module)
         state.pop("_params_cache", None)  # (see _fast_params)
         return state
 

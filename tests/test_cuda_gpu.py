@@ -66,6 +66,86 @@ def test_every_registered_loss_matches_the_cpu_path_on_the_gpu(gpu):
     assert not failures, "\n".join(failures[:30])
 
 
+#: Every registered loss on the GPU, printed as exact hex floats: reduced values on device
+#: arrays three times (the first call plans, the next two replay the plan:
+#: kernels/cuda_small.py), on PyTorch CUDA tensors (the CUDA Array Interface), unreduced
+#: values, and value+gradient with scalar weights (the gradient's scale folded into the kernel).
+_EVERY_LOSS_ON_CUDA = r"""
+import json
+import numpy as np
+from numba import cuda
+import lossforge.kernels.cuda as kc
+from lossforge import registry
+try:
+    import torch
+    torch = torch if torch.cuda.is_available() else None
+except ImportError:
+    torch = None
+
+results = {}
+for spec in registry.specs():
+    try:
+        y, p, kw = spec.example_inputs(np.random.default_rng(3), 257, 9)
+    except Exception:  # a user loss without example inputs (none is built in)
+        continue
+    y, p = np.asarray(y), np.asarray(p, dtype=np.float32)
+    y = y.astype(np.float32) if y.dtype.kind == "f" else y
+    inputs = [(y, p), (cuda.to_device(y), cuda.to_device(p))]
+    if torch is not None:
+        inputs.append((torch.as_tensor(y, device="cuda"), torch.as_tensor(p, device="cuda")))
+    got = []
+    for yy, pp in inputs:
+        try:
+            for _ in range(3):
+                got += [spec(yy, pp, 0.5, device="cuda", **kw),
+                        spec(yy, pp, 2.0, "weighted_sum", device="cuda", **kw)]
+        except Exception as exc:  # a prepare that repacks its inputs takes host arrays only
+            assert "Pass host arrays" in str(exc), exc
+    got += list(np.ravel(spec(y, p, reduction="none", device="cuda", **kw)))
+    if spec.grad is not None:
+        value, grad = spec.value_and_grad(y, p, 0.5, device="cuda", **kw)
+        got += [value, *np.ravel(grad)]
+    results[spec.name] = [float(v).hex() for v in got]
+scratch = kc._scratch()
+launcher = scratch._launcher
+fast = None if launcher is None else sorted({count for _, count in launcher._handles.values()})
+plans = sum(plan is not None for plan in scratch.plans.values())
+print(json.dumps({"results": results, "fast": fast, "plans": plans}))
+"""
+
+
+def test_the_fast_launch_gives_numba_cudas_launch_bits(gpu):
+    # lossforge packs the kernels' arguments itself (kernels/cuda_launch.py) and replays them
+    # (kernels/cuda_small.py); a parameter out of place would read the wrong array or size, so
+    # every loss is compared with the general path and numba-cuda's own launch
+    # ($LOSSFORGE_CUDA_LAUNCH=numba, which turns both off), bit for bit
+    runs = {}
+    for mode in ("fast", "numba"):
+        env = dict(subprocess_env(), LOSSFORGE_CUDA_LAUNCH="" if mode == "fast" else "numba")
+        runs[mode] = subprocess.Popen([sys.executable, "-c", _EVERY_LOSS_ON_CUDA], env=env,
+                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True)
+    outputs = {}
+    for mode, proc in runs.items():
+        out, err = proc.communicate(timeout=TIMEOUT)
+        assert proc.returncode == 0, err[-4000:]
+        outputs[mode] = json.loads(out.strip().splitlines()[-1])
+    fast, numba_launch = outputs["fast"], outputs["numba"]
+    assert numba_launch["fast"] is None and numba_launch["plans"] == 0  # the general path
+    assert fast["fast"] and all(count > 0 for count in fast["fast"]), fast["fast"]
+    assert fast["plans"] >= len(fast["results"])  # (pairwise takes host arrays only)
+    assert sorted(fast["results"]) == sorted(registry_names())
+    different = [name for name in fast["results"]
+                 if fast["results"][name] != numba_launch["results"][name]]
+    assert not different, different
+
+
+def registry_names() -> list[str]:
+    out = _run(["-c", "import json, lossforge; print(json.dumps(lossforge.registry.names()))"])
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
 def test_objective_on_the_gpu_matches_the_cpu(gpu):
     check_objective_on_cuda(subprocess_env(), "configure()")
 
@@ -94,4 +174,6 @@ def test_benchmark_suite_runs_its_cuda_section(gpu, tmp_path):
     assert out.returncode == 0, (out.stdout[-2000:], out.stderr[-3000:])
     result = json.loads((tmp_path / "latest-cuda.json").read_text())
     assert result["rows"], "no CUDA results were written"
+    assert all(r["lossforge"] > 0 and r["floor"] > 0 and r["value_and_grad"] > 0
+               for r in result["rows"]), result["rows"]
     print(out.stdout)

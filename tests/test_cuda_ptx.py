@@ -57,6 +57,13 @@ def test_every_registered_loss_compiles_to_ptx_for_cc_80_and_90(tmp_path):
                 assert r["ok"] is True and r["cc"] == cc, r
                 assert r["target"] == sm and r["ptx_version"], r  # .target sm_XX / .version X.Y
         assert all(r["ok"] is True and r["target"] == sm for r in results)
+        # the fast launch (kernels/cuda_launch.py) packs as many parameters as each kernel takes
+        assert all(r["ptx_params"] == r["launch_slots"] > 0 for r in results), \
+            [(r["kernel"], r["variant"], r["ptx_params"], r["launch_slots"]) for r in results
+             if r["ptx_params"] != r["launch_slots"]]
+        # y, p: 7 each; w (3-d): 11; middle, inner, n, mode, grad_scale: 1 each; values,
+        # grad: 7 each; partials (2-d): 9; done, totals: 7 each
+        assert by_loss[("mean_squared_error", "float32")]["ptx_params"] == 67
         support = {r["kernel"] for r in results} - set(names)
         table = out.splitlines()
         assert table[0].split() == ["kernel", "variant", sm] and "all compiled" in table[-1]

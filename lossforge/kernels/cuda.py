@@ -55,17 +55,21 @@ registers and spills. Neither measures speed: that needs a GPU.
 
 Per-call costs (measured on an H100 with numba-cuda 0.30.4)
 -----------------------------------------------------------
-* Host-side driver calls dominate small calls: each allocation cost ~50 µs, a one-element
-  host-to-device copy ~200 µs, a launch plus synchronisation ~50 µs. So a call makes one launch
-  (the fused reduction above), reuses its small buffers (`_Scratch`: block partials, the
-  ticket, the sums, scalar weights, placeholders; per thread and GPU), and reads the three
-  sums through pinned memory. Before that, a call took 0.7-1.5 ms whatever its size.
+* Host-side work dominates small calls: each allocation cost ~50 µs, a one-element
+  host-to-device copy ~200 µs, numba-cuda's launch of ``loss_pass`` ~80 µs. So a call makes
+  one launch (the fused reduction above), reuses its small buffers (`_Scratch`: block
+  partials, the ticket, the sums, scalar weights, placeholders; per thread and GPU), launches
+  through `lossforge.kernels.cuda_launch` (one ``cuLaunchKernel`` with the arguments packed
+  by lossforge: ~20 µs) and reads the three sums into pinned memory with one
+  ``cuMemcpyDtoH``. Before that, a call took 0.7-1.5 ms whatever its size.
 * The formulas compute in float64 whatever the input dtype, exactly as the CPU kernels do
   (so results match); GPUs with slow float64 (most consumer parts) pay for it.
 * Row-wise losses run one thread per row: a thread reads its whole row (several times for a
   softmax), so wide rows are read uncoalesced. A block-per-row kernel would need row formulas
   split into reductions.
-* The gradient takes a second pass (`_scale`) when the denominator is not 1.
+* With a scalar weight the gradient's final scale (weight / denominator) is known before
+  the pass and applied in it (``mode & SCALED``); other weights take a second pass (`_scale`)
+  when the denominator is not 1.
 * Kernels compile on the first call of each signature in each process (no on-disk cache).
 """
 from __future__ import annotations
@@ -129,11 +133,13 @@ except ImportError:  # pragma: no cover
     from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
 
 from ..reduction import LossState, Reduction, finalize  # noqa: E402
+from .cuda_launch import slot_count  # noqa: E402
 
 #: True when running under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
 VALUES = 1        # mode bit: write L * W to `values` (as template.py)
 GRAD = 2          # mode bit: write W * dL/dp to `grad`
+SCALED = 4        # mode bit: the gradient's scale is `grad_scale`, not W (see template_cuda.py)
 MAX_THREADS = 512  # threads per block at most: the size of the kernels' shared-memory tree
 
 _gpu_checked = False
@@ -307,9 +313,7 @@ def _converted(array, dtype):
     if array.dtype == dtype:
         return array
     out = cuda.device_array(array.shape, dtype=dtype)
-    if out.size:
-        blocks, threads = launch_configuration(out.size)
-        _launch(_cast, blocks, threads)(_flat(array), _flat(out))
+    _elementwise(_cast, out.size, (_flat(array), _flat(out)))
     return out
 
 
@@ -423,6 +427,19 @@ class _Scratch:
         self.done = cuda.to_device(np.zeros(1, dtype=np.int32))  # `loss_pass` leaves it at 0
         self.totals = cuda.device_array(3, dtype=np.float64)
         self._host_totals = cuda.pinned_array(3, dtype=np.float64)
+        self._launcher = _new_launcher()
+        self.plans: dict = {}  # `cuda_small.Plan`s (or None: no plan) by call layout
+        if self._launcher is not None:  # (host address, device address, bytes) of the sums
+            from .cuda_launch import pointer
+            self._totals_copy = (self._host_totals.ctypes.data, pointer(self.totals), 24)
+
+    def launch(self, kernel, blocks: int, threads: int, args: tuple) -> None:
+        """``kernel[blocks, threads](*args)``: through the thread's `cuda_launch.Launcher`
+        (one driver call), or numba-cuda's launch under the simulator or when it is off."""
+        if self._launcher is None:
+            _launch(kernel, blocks, threads)(*args)
+        else:
+            self._launcher(kernel, blocks, threads, args)
 
     def partials(self, blocks: int):
         """The block partials of a launch of ``blocks`` blocks: ``(rows >= blocks, 3)``."""
@@ -451,8 +468,24 @@ class _Scratch:
 
     def read_totals(self) -> tuple[float, float, float]:
         """``totals`` on the host (through pinned memory: a faster copy than a pageable one)."""
-        host = self.totals.copy_to_host(self._host_totals)
+        if self._launcher is None:
+            host = self.totals.copy_to_host(self._host_totals)
+        else:
+            self._launcher.copy_to_host(*self._totals_copy)
+            host = self._host_totals
         return float(host[0]), float(host[1]), float(host[2])
+
+
+def _new_launcher():
+    """A `cuda_launch.Launcher` for a thread's buffers, or None: under the simulator, with
+    ``$LOSSFORGE_CUDA_LAUNCH=numba``, or without NVIDIA's ``cuda.bindings``."""
+    from . import cuda_launch
+    if SIMULATOR or not cuda_launch.ENABLED:
+        return None
+    try:
+        return cuda_launch.Launcher(_launch)
+    except ImportError:  # cuda-bindings comes with numba-cuda[cu13]; an older install may lack it
+        return None
 
 
 _scratch_local = threading.local()
@@ -479,7 +512,9 @@ def kernel_module(spec):
     """The CUDA kernel module of ``spec`` (``loss_pass``), generated and imported on first use,
     like the CPU one (`lossforge.kernels.generated_module`) from ``template_cuda.py``."""
     from .. import kernels
-    return kernels.generated_module(spec, "template_cuda.py", prefix="cuda_")
+    module = spec.__dict__["_cuda_kernels"] = kernels.generated_module(spec, "template_cuda.py",
+                                                                        prefix="cuda_")
+    return module  # kept on the spec, as the CPU module is (`lossforge.compute.run`)
 
 
 @cuda.jit
@@ -504,13 +539,18 @@ def _fill(dst, value):
         dst[i] = value
 
 
-def _fill_zero(array) -> None:
-    if array.size:
-        blocks, threads = launch_configuration(array.size)
-        _launch(_fill, blocks, threads)(_flat(array), array.dtype.type(0))
+def _elementwise(kernel, n: int, args: tuple, scratch=None) -> None:
+    """Launch one of the flat kernels above over ``n`` elements (none when ``n`` is 0)."""
+    if n:
+        blocks, threads = launch_configuration(n)
+        (scratch or _scratch()).launch(kernel, blocks, threads, args)
 
 
-def _output(array, shape, out_dtype, on_device: bool, scale: float | None = 1.0):
+def _fill_zero(array, scratch=None) -> None:
+    _elementwise(_fill, array.size, (_flat(array), array.dtype.type(0)), scratch)
+
+
+def _output(array, shape, out_dtype, on_device: bool, scale: float | None = 1.0, scratch=None):
     """``(array * scale).reshape(shape).astype(out_dtype)`` (``scale=None``: zeros, as
     ``div_no_nan``'s gradient), on the device or copied to the host."""
     out_dtype = np.dtype(out_dtype)
@@ -519,26 +559,27 @@ def _output(array, shape, out_dtype, on_device: bool, scale: float | None = 1.0)
     else:
         result = array if array.dtype == out_dtype else cuda.device_array(array.shape, out_dtype)
         if scale is None:
-            _fill_zero(result)
-        elif array.size:
-            blocks, threads = launch_configuration(array.size)
-            if scale == 1.0:
-                _launch(_cast, blocks, threads)(_flat(array), _flat(result))
-            else:
-                _launch(_scale, blocks, threads)(_flat(array), _flat(result),
-                                                 array.dtype.type(scale))
+            _fill_zero(result, scratch)
+        elif scale == 1.0:
+            _elementwise(_cast, array.size, (_flat(array), _flat(result)), scratch)
+        else:
+            _elementwise(_scale, array.size,
+                         (_flat(array), _flat(result), array.dtype.type(scale)), scratch)
     if on_device:
         return _reshape(result, shape)
     return result.copy_to_host().reshape(shape)
 
 
-def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False):
+def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False,
+        on_launch=None):
     """`lossforge.compute.run` on the GPU: ``(value, grad or None, LossState)``.
 
     Same meaning as the CPU path: the same partial state, `finalize` and denominators; see the
-    module docstring for where the results live.
+    module docstring for where the results live. ``on_launch((kernel, blocks, threads, args))``
+    is called with the ``loss_pass`` launch (`lossforge.kernels.cuda_small` plans from it).
     """
-    from ..compute import denominator
+    from ..compute import _fold_denominator, denominator
+    from ..inputs import scalar_weight
     check_gpu()
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     kd, out_dtype = np.dtype(kd), np.dtype(out_dtype)
@@ -552,27 +593,40 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     grad = (cuda.device_array(tuple(dp.shape), dtype=kd) if with_grad
             else scratch.placeholder(kd, dp.ndim))
     if with_grad and (spec.kind != "elementwise" or not n):
-        _fill_zero(grad)  # as the CPU's np.zeros: a row formula need not write every entry
+        _fill_zero(grad, scratch)  # as the CPU's np.zeros: a row formula need not write every entry
     sums = (0.0, 0.0, 0.0)
+    folded = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
-        module = kernel_module(spec)
+        module = spec.__dict__.get("_cuda_kernels") or kernel_module(spec)
         w, middle, inner = _device_weights(weights, loss_shape, kd, scratch)
         mode = (VALUES if none else 0) | (GRAD if with_grad else 0)
+        grad_scale = 1.0
+        if with_grad and not is_device_array(weights) and np.ndim(weights) == 0:
+            scales, folded = _fold_denominator(scalar_weight(weights, kd), reduction, n)
+            if folded:
+                mode |= SCALED
+                grad_scale = float(scales[1])
         blocks, threads = launch_configuration(n)
         args = (dy, dp, w, int(middle), int(inner), tuple(float(v) for v in params), int(n),
-                values, grad, mode, scratch.partials(blocks), scratch.done, scratch.totals)
+                values, grad, mode, grad_scale, scratch.partials(blocks), scratch.done,
+                scratch.totals)
         if launch_hook is not None:
             launch_hook(spec, args)
-        _launch(module.loss_pass, blocks, threads)(*args)
+        scratch.launch(module.loss_pass, blocks, threads, args)
+        if on_launch is not None:
+            on_launch((module.loss_pass, blocks, threads, args))
         sums = scratch.read_totals()
     state = LossState(*sums, n)
-    value = (_output(values, loss_shape, out_dtype, on_device) if none
+    value = (_output(values, loss_shape, out_dtype, on_device, 1.0, scratch) if none
              else out_dtype.type(finalize(state, reduction)))
     if not with_grad:
         return value, None, state
     denom = denominator(state, reduction)
-    scale = 1.0 / denom if denom != 0 else None  # as the CPU path: grad * (1.0 / denom)
-    return value, _output(grad, grad_shape, out_dtype, on_device, scale), state
+    if folded:
+        scale = 1.0
+    else:
+        scale = 1.0 / denom if denom != 0 else None  # as the CPU path: grad * (1.0 / denom)
+    return value, _output(grad, grad_shape, out_dtype, on_device, scale, scratch), state
 
 
 # --- compiling to PTX without a GPU (lossforge gpu-check) ----------------------------------------
@@ -596,7 +650,7 @@ def loss_signature(spec, dtype=np.float32):
     return (_array_type(prepared.y.dtype, prepared.y.ndim),
             _array_type(prepared.p.dtype, prepared.p.ndim),
             _array_type(kd, 3), t.int64, t.int64, numba.typeof(tuple(float(v) for v in params)),
-            t.int64, _array_type(kd, 1), _array_type(kd, prepared.p.ndim), t.int64,
+            t.int64, _array_type(kd, 1), _array_type(kd, prepared.p.ndim), t.int64, t.float64,
             _array_type(np.float64, 2), _array_type(np.int32, 1), _array_type(np.float64, 1))
 
 
@@ -621,8 +675,10 @@ def _support_jobs():
 def _ptx_header(ptx: str) -> dict:
     version = re.search(r"^\.version\s+(\S+)", ptx, re.M)
     target = re.search(r"^\.target\s+(\S+)", ptx, re.M)
+    entry = re.search(r"\.entry\s+\S+\s*\(([^)]*)\)", ptx)
     return {"ptx_version": version.group(1) if version else None,
-            "target": target.group(1).rstrip(",") if target else None}
+            "target": target.group(1).rstrip(",") if target else None,
+            "ptx_params": len(re.findall(r"\.param\s", entry.group(1))) if entry else None}
 
 
 def _linker():
@@ -660,7 +716,9 @@ def check_ptx(ccs=((8, 0), (9, 0)), specs=None, dtypes=(np.float32, np.float64),
     contiguous arrays, as `run` launches them) and compute capability. With ``resources`` and
     nvJitLink available, each PTX is also linked to a cubin to read registers and spills.
     Returns one dict per (kernel, variant, cc): ``kernel``, ``variant``, ``cc``, ``ok``,
-    ``error``, ``ptx_version``, ``target``, ``registers``, ``spill_stores``, ``spill_loads``,
+    ``error``, ``ptx_version``, ``target``, ``ptx_params`` (the kernel's parameters in the PTX)
+    and ``launch_slots`` (those `cuda_launch.slot_count` packs for the signature: equal when the
+    fast launch fits the kernel), ``registers``, ``spill_stores``, ``spill_loads``,
     ``seconds`` (``skipped`` with a reason instead of a result when a loss has no example
     inputs). ``on_result(dict)`` is called as each result arrives.
     """
@@ -688,15 +746,17 @@ def check_ptx(ccs=((8, 0), (9, 0)), specs=None, dtypes=(np.float32, np.float64),
         for cc in ccs:
             cc = tuple(cc)
             result = {"kernel": name, "variant": variant, "cc": f"{cc[0]}.{cc[1]}", "ok": False,
-                      "error": None, "ptx_version": None, "target": None, "registers": None,
-                      "spill_stores": None, "spill_loads": None, "seconds": 0.0}
+                      "error": None, "ptx_version": None, "target": None, "ptx_params": None,
+                      "launch_slots": None, "registers": None, "spill_stores": None,
+                      "spill_loads": None, "seconds": 0.0}
             if skipped is not None:
                 result.update(ok=None, skipped=skipped)
             else:
                 start = time.perf_counter()
                 try:
                     ptx, _ = cuda.compile_ptx(kernel(), signature, cc=cc)
-                    result.update(_ptx_header(ptx), ok=True)
+                    # what the fast launch packs must be what the kernel takes
+                    result.update(_ptx_header(ptx), ok=True, launch_slots=slot_count(signature))
                     if linker is not None:  # a PTX that does not link would not load either
                         result.update(_resources(ptx, cc, linker))
                 except Exception as exc:

@@ -19,7 +19,7 @@ first call of each process.
 """
 from numba import cuda, float64, int32, njit
 
-from lossforge.kernels.cuda import GRAD, MAX_THREADS, VALUES, block_tree_sum, device_view
+from lossforge.kernels.cuda import GRAD, MAX_THREADS, SCALED, VALUES, block_tree_sum, device_view
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always")
@@ -42,7 +42,8 @@ def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):
 
 
 @cuda.jit
-def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials, done, totals):
+def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, grad_scale, partials, done,
+              totals):
     """One pass over the ``n`` loss elements: the partial state, and values/gradient per `mode`.
 
     Each thread walks a grid-stride loop over flat loss elements ``j`` (elementwise losses: one
@@ -65,8 +66,10 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials, d
 
     ``mode & VALUES`` writes ``values[j] = L*W`` (``Reduction.NONE``); ``mode & GRAD`` has
     ``GRAD_AT`` write ``W * dL/dp`` into ``grad`` (the reduction's denominator is applied
-    afterwards, once the state is known). Requires ``blockDim.x`` a power of two
-    <= ``MAX_THREADS``.
+    afterwards, once the state is known), or with ``mode & SCALED`` ``grad_scale * dL/dp``: a
+    scalar weight with the denominator folded in, known before the pass (as the CPU kernels'
+    second weight, `lossforge.compute._fold_denominator`), which spares a second pass over the
+    gradient. Requires ``blockDim.x`` a power of two <= ``MAX_THREADS``.
     """
     shared = cuda.shared.array((3, MAX_THREADS), float64)
     t = cuda.threadIdx.x
@@ -89,7 +92,8 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, partials, d
             ii = rest - im * inner
             wt = float64(w[ia if w.shape[0] > 1 else 0, im if w.shape[1] > 1 else 0,
                            ii if w.shape[2] > 1 else 0])
-        v = LOSS_GRAD_AT(yv, pv, j, wt, gv, params, (mode & GRAD) != 0) * wt
+        v = LOSS_GRAD_AT(yv, pv, j, grad_scale if mode & SCALED else wt, gv, params,
+                         (mode & GRAD) != 0) * wt
         weighted += v
         weights += wt
         nonzero += 1.0 if wt != 0.0 else 0.0

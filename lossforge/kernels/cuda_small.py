@@ -1,0 +1,172 @@
+"""The fast path of repeated ``device="cuda"`` calls on device arrays: a launch plan per layout.
+
+A training or evaluation loop calls a loss with device arrays of the same shapes, dtypes and
+options step after step. The general path (`lossforge.kernels.cuda.prepare` and ``run``)
+re-derives everything each time: stand-ins for the loss's ``prepare``, device-array views,
+the weights' layout, the kernel's ~70 arguments. Its result depends only on what a `Plan`
+is keyed by (a device array's values are never read on the host), so the first call of a
+layout runs the general path and keeps:
+
+* the kernel's driver handle and launch size,
+* its packed arguments, in which only the two input pointers change from call to call,
+* the small device buffers those arguments point at (held by the plan, so they stay alive).
+
+A later call with the same key writes the two pointers into a copy of the packed arguments,
+launches, reads the three sums back and finalises them as the general path does: the same
+kernel on the same arguments, hence the same bits (tested on the GPU against the general
+path). Plans live in the thread's and context's ``_Scratch`` (the launcher's buffer is per
+thread), at most `MAX_PLANS` of them.
+
+Served: reduced values (no gradient) of two device arrays (numba device arrays or objects with
+``__cuda_array_interface__`` on the legacy default stream), a Python float weight (non-zero,
+not NaN) and parameters given as Python scalars. Everything else, and any layout whose
+``prepare`` casts or copies an input on the device, takes the general path.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..reduction import finalize_sums
+from .cuda_launch import pack, pointer
+
+__all__ = ["run_small", "MAX_PLANS"]
+
+MAX_PLANS = 256  # per thread and context; the dict is emptied when full (bounded memory)
+_DEFAULT_STREAMS = (None, 1)  # CUDA Array Interface: no stream given, or the legacy default
+_dtypes: dict = {}  # typestr -> np.dtype
+
+
+class Plan:
+    """What a call of one layout needs to launch again: see the module docstring."""
+
+    __slots__ = ("handle", "blocks", "threads", "slots", "count", "y_slot", "p_slot", "keep",
+                 "n", "out_dtype", "reduction")
+
+    def __init__(self, handle, blocks, threads, slots, y_slot, p_slot, keep, n, out_dtype,
+                 reduction):
+        self.handle, self.blocks, self.threads = handle, blocks, threads
+        self.slots = np.array(slots, dtype=np.int64)
+        self.count = len(slots)
+        self.y_slot, self.p_slot = y_slot, p_slot
+        self.keep = keep  # the device buffers the packed arguments point at
+        self.n, self.out_dtype, self.reduction = n, out_dtype, reduction
+
+
+_kc = None
+
+
+def _cuda():
+    """`lossforge.kernels.cuda`, imported on the first call (it imports numba.cuda, and raises
+    the general path's error when numba-cuda is missing)."""
+    global _kc
+    if _kc is None:
+        from . import cuda
+        _kc = cuda
+    return _kc
+
+
+def _describe(array):
+    """``(shape, dtype, strides, device pointer)`` of a device array without building a numba
+    view of it, or None (not a device array, or one on another stream: the general path
+    synchronises with it)."""
+    if getattr(type(array), "__cuda_ndarray__", False) is True:  # a numba device array
+        if array.stream != 0:
+            return None
+        return array.shape, array.dtype, array.strides, pointer(array)
+    try:
+        face = array.__cuda_array_interface__
+    except AttributeError:
+        return None
+    if face.get("stream") not in _DEFAULT_STREAMS or face.get("mask") is not None:
+        return None
+    typestr = face["typestr"]
+    dtype = _dtypes.get(typestr)
+    if dtype is None:
+        dtype = _dtypes[typestr] = np.dtype(typestr)
+    return tuple(face["shape"]), dtype, face.get("strides"), face["data"][0]
+
+
+def _params_key(params: dict):
+    """``params`` as a key, or None when a value is not a Python scalar (True == 1 == 1.0 as
+    keys: the types keep them apart)."""
+    key = []
+    for name, value in params.items():
+        kind = type(value)
+        if kind is not float and kind is not int and kind is not bool and kind is not str:
+            return None
+        key.append((name, kind, value))
+    return tuple(key)
+
+
+def run_small(spec, labels, predictions, weights, reduction, params: dict):
+    """The reduced value of ``spec`` on device arrays, as ``spec(..., device="cuda")``; or None
+    when the call is not one the fast path serves (the caller takes the general path).
+
+    ``reduction`` is a member of `lossforge.compute.SCALAR_REDUCTIONS`'s values.
+    """
+    kc = _cuda()
+    if kc.SIMULATOR or type(weights) is not float or weights != weights or weights == 0:
+        return None
+    kc.check_gpu()  # the general path's error where no GPU is visible
+    y = _describe(labels)
+    if y is None:
+        return None
+    p = _describe(predictions)
+    if p is None:
+        return None
+    params_key = _params_key(params) if params else ()
+    if params_key is None:
+        return None
+    scratch = kc._scratch()
+    launcher = scratch._launcher
+    if launcher is None:
+        return None
+    key = (spec, y[0], y[1], y[2], p[0], p[1], p[2], weights, reduction, params_key,
+           kc._threads, kc._max_blocks)
+    plans = scratch.plans
+    plan = plans.get(key, False)
+    if plan is False:
+        return _first_call(spec, labels, predictions, weights, reduction, params, scratch,
+                           key, y[3], p[3])
+    if plan is None:
+        return None
+    slots = launcher.slots
+    slots[:plan.count] = plan.slots
+    slots[plan.y_slot] = y[3]
+    slots[plan.p_slot] = p[3]
+    launcher.launch_packed(plan.handle, plan.blocks, plan.threads)
+    weighted_sum, weight_sum, nonzero_count = scratch.read_totals()
+    return plan.out_dtype.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, plan.n,
+                                             plan.reduction))
+
+
+def _first_call(spec, labels, predictions, weights, reduction, params, scratch, key,
+                y_pointer, p_pointer):
+    """The general path, and a `Plan` for the calls after it when its launch can be replayed
+    with only the inputs' pointers changed (else None, so the next call does not try again)."""
+    from ..compute import prepare
+    kc = _cuda()
+    plans = scratch.plans
+    if len(plans) >= MAX_PLANS:
+        plans.clear()
+    launches = []
+    prepared, kernel_params = prepare(spec, labels, predictions, weights, params, "cuda")
+    value, _, state = kc.run(spec, prepared, kernel_params, reduction, with_grad=False,
+                             on_launch=launches.append)
+    plan = None
+    if len(launches) == 1 and state.element_count:
+        kernel, blocks, threads, args = launches[0]
+        dy, dp = args[0], args[1]
+        entry = scratch._launcher.handle(kernel, args)
+        # the kernel reads the inputs themselves (views at the same address), not copies
+        same = pointer(dy) == y_pointer and pointer(dp) == p_pointer
+        if entry is not None and entry[0] is not None and entry[1] > 0 and same:
+            slots = pack(args, [])
+            y_slot = 4  # meminfo, parent, nitems, itemsize, then y's data pointer
+            p_slot = 5 + 2 * dy.ndim + 4
+            if len(slots) == entry[1] and slots[y_slot] == y_pointer and \
+                    slots[p_slot] == p_pointer:
+                plan = Plan(entry[0], blocks, threads, slots, y_slot, p_slot, args[2:],
+                            state.element_count, np.dtype(prepared.out_dtype), reduction)
+    plans[key] = plan
+    return value
