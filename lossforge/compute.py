@@ -249,14 +249,15 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
     return out.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, n, reduction)), sums, n
 
 
-def run_small_cuda(spec, labels, predictions, weights, reduction: Reduction, params: dict):
-    """`lossforge.kernels.cuda_small.run_small`: the reduced value of a repeated call on device
-    arrays, or None (the general path computes it)."""
+def run_small_cuda(spec, labels, predictions, weights, reduction: Reduction, params: dict,
+                   with_grad: bool = False):
+    """`lossforge.kernels.cuda_small.run_small`: the reduced value (``with_grad``: and the
+    gradient) of a repeated call on device arrays, or None (the general path computes it)."""
     global _cuda_small
     if _cuda_small is None:
         from .kernels import cuda_small
         _cuda_small = cuda_small
-    return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params)
+    return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params, with_grad)
 
 
 _cuda_small = None

@@ -360,6 +360,14 @@ class LossSpec:
         if grad_out is not None and device != "cpu":
             raise InvalidArgumentError(f"`grad_out` is for device='cpu'; got device={device!r}. "
                                        f"Pass grad_out=None.")
+        if type(device) is str and device == "cuda":  # repeated calls on device arrays
+            chosen = self.reduction if reduction is None else reduction
+            scalar = SCALAR_REDUCTIONS.get(chosen) if type(chosen) in _REDUCTION_TYPES else None
+            if scalar is not None:
+                result = compute.run_small_cuda(self, labels, predictions, weights, scalar, params,
+                                                with_grad=True)
+                if result is not None:
+                    return result
         reduction = self.reduction if reduction is None else resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         value, grad, _ = compute.run(self, prepared, kernel_params, reduction, with_grad=True,

@@ -66,10 +66,11 @@ def test_every_registered_loss_matches_the_cpu_path_on_the_gpu(gpu):
     assert not failures, "\n".join(failures[:30])
 
 
-#: Every registered loss on the GPU, printed as exact hex floats: reduced values on device
-#: arrays three times (the first call plans, the next two replay the plan:
-#: kernels/cuda_small.py), on PyTorch CUDA tensors (the CUDA Array Interface), unreduced
-#: values, and value+gradient with scalar weights (the gradient's scale folded into the kernel).
+#: Every registered loss on the GPU, printed as exact hex floats: reduced values and
+#: value+gradient on host arrays, on device arrays and on PyTorch CUDA tensors (the CUDA Array
+#: Interface), three times each (the first call plans, the next two replay the plan:
+#: kernels/cuda_small.py), and unreduced values. Scalar weights: the gradient's scale is folded
+#: into the kernel.
 _EVERY_LOSS_ON_CUDA = r"""
 import json
 import numpy as np
@@ -99,6 +100,11 @@ for spec in registry.specs():
             for _ in range(3):
                 got += [spec(yy, pp, 0.5, device="cuda", **kw),
                         spec(yy, pp, 2.0, "weighted_sum", device="cuda", **kw)]
+                if spec.grad is not None:
+                    for args in ((0.5,), (2.0, "weighted_sum")):
+                        value, grad = spec.value_and_grad(yy, pp, *args, device="cuda", **kw)
+                        grad = grad if isinstance(grad, np.ndarray) else grad.copy_to_host()
+                        got += [value, *np.ravel(grad)]
         except Exception as exc:  # a prepare that repacks its inputs takes host arrays only
             assert "Pass host arrays" in str(exc), exc
     got += list(np.ravel(spec(y, p, reduction="none", device="cuda", **kw)))

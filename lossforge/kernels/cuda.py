@@ -429,6 +429,7 @@ class _Scratch:
         self._host_totals = cuda.pinned_array(3, dtype=np.float64)
         self._launcher = _new_launcher()
         self.plans: dict = {}  # `cuda_small.Plan`s (or None: no plan) by call layout
+        self.launches = 0  # kernels launched through `launch` (`cuda_small` counts a call's)
         if self._launcher is not None:  # (host address, device address, bytes) of the sums
             from .cuda_launch import pointer
             self._totals_copy = (self._host_totals.ctypes.data, pointer(self.totals), 24)
@@ -436,6 +437,7 @@ class _Scratch:
     def launch(self, kernel, blocks: int, threads: int, args: tuple) -> None:
         """``kernel[blocks, threads](*args)``: through the thread's `cuda_launch.Launcher`
         (one driver call), or numba-cuda's launch under the simulator or when it is off."""
+        self.launches += 1
         if self._launcher is None:
             _launch(kernel, blocks, threads)(*args)
         else:
@@ -592,7 +594,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     values = cuda.device_array(n, dtype=kd) if none else scratch.placeholder(kd, 1)
     grad = (cuda.device_array(tuple(dp.shape), dtype=kd) if with_grad
             else scratch.placeholder(kd, dp.ndim))
-    if with_grad and (spec.kind != "elementwise" or not n):
+    if with_grad and ((spec.kind != "elementwise" and not spec.grad_fills_rows) or not n):
         _fill_zero(grad, scratch)  # as the CPU's np.zeros: a row formula need not write every entry
     sums = (0.0, 0.0, 0.0)
     folded = False  # whether the kernel applied the reduction's denominator to the gradient

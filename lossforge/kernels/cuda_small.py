@@ -11,16 +11,18 @@ layout runs the general path and keeps:
 * its packed arguments, in which only the two input pointers change from call to call,
 * the small device buffers those arguments point at (held by the plan, so they stay alive).
 
-A later call with the same key writes the two pointers into a copy of the packed arguments,
-launches, reads the three sums back and finalises them as the general path does: the same
-kernel on the same arguments, hence the same bits (tested on the GPU against the general
-path). Plans live in the thread's and context's ``_Scratch`` (the launcher's buffer is per
-thread), at most `MAX_PLANS` of them.
+A later call with the same key writes the two pointers (and a new gradient array's) into a
+copy of the packed arguments, launches, reads the three sums back and finalises them as the
+general path does: the same kernel on the same arguments, hence the same bits (tested on the
+GPU against the general path). Plans live in the thread's and context's ``_Scratch`` (the
+launcher's buffer is per thread), at most `MAX_PLANS` of them.
 
-Served: reduced values (no gradient) of two device arrays (numba device arrays or objects with
-``__cuda_array_interface__`` on the legacy default stream), a Python float weight (non-zero,
-not NaN) and parameters given as Python scalars. Everything else, and any layout whose
-``prepare`` casts or copies an input on the device, takes the general path.
+Served: reduced values, and value+gradient, of two device arrays (numba device arrays or
+objects with ``__cuda_array_interface__`` on the legacy default stream), a Python float weight
+(non-zero, not NaN) and parameters given as Python scalars. Everything else takes the general
+path, and so does any layout whose general path launches more than ``loss_pass``: a cast of
+an input on the device, a gradient cleared first (a row formula that does not fill its rows)
+or scaled or cast after the pass.
 """
 from __future__ import annotations
 
@@ -39,17 +41,22 @@ _dtypes: dict = {}  # typestr -> np.dtype
 class Plan:
     """What a call of one layout needs to launch again: see the module docstring."""
 
-    __slots__ = ("handle", "blocks", "threads", "slots", "count", "y_slot", "p_slot", "keep",
-                 "n", "out_dtype", "reduction")
+    __slots__ = ("handle", "blocks", "threads", "slots", "count", "y_slot", "p_slot", "grad_slot",
+                 "grad_layout", "grad_shape", "kernel_dtype", "keep", "n", "out_dtype",
+                 "reduction")
 
     def __init__(self, handle, blocks, threads, slots, y_slot, p_slot, keep, n, out_dtype,
-                 reduction):
+                 reduction, grad_slot=-1, grad_layout=None, grad_shape=None, kernel_dtype=None):
         self.handle, self.blocks, self.threads = handle, blocks, threads
         self.slots = np.array(slots, dtype=np.int64)
         self.count = len(slots)
         self.y_slot, self.p_slot = y_slot, p_slot
         self.keep = keep  # the device buffers the packed arguments point at
         self.n, self.out_dtype, self.reduction = n, out_dtype, reduction
+        # value+gradient: where the new gradient's pointer goes, its shape in the kernel and
+        # the shape returned (the predictions'), its dtype
+        self.grad_slot, self.grad_layout = grad_slot, grad_layout
+        self.grad_shape, self.kernel_dtype = grad_shape, kernel_dtype
 
 
 _kc = None
@@ -98,9 +105,11 @@ def _params_key(params: dict):
     return tuple(key)
 
 
-def run_small(spec, labels, predictions, weights, reduction, params: dict):
-    """The reduced value of ``spec`` on device arrays, as ``spec(..., device="cuda")``; or None
-    when the call is not one the fast path serves (the caller takes the general path).
+def run_small(spec, labels, predictions, weights, reduction, params: dict,
+              with_grad: bool = False):
+    """``spec(..., device="cuda")`` on device arrays (``with_grad``: ``spec.value_and_grad``,
+    whose gradient is a new device array); or None when the call is not one the fast path
+    serves (the caller takes the general path).
 
     ``reduction`` is a member of `lossforge.compute.SCALAR_REDUCTIONS`'s values.
     """
@@ -121,29 +130,35 @@ def run_small(spec, labels, predictions, weights, reduction, params: dict):
     launcher = scratch._launcher
     if launcher is None:
         return None
-    key = (spec, y[0], y[1], y[2], p[0], p[1], p[2], weights, reduction, params_key,
+    key = (spec, y[0], y[1], y[2], p[0], p[1], p[2], weights, reduction, params_key, with_grad,
            kc._threads, kc._max_blocks)
-    plans = scratch.plans
-    plan = plans.get(key, False)
+    plan = scratch.plans.get(key, False)
     if plan is False:
-        return _first_call(spec, labels, predictions, weights, reduction, params, scratch,
-                           key, y[3], p[3])
+        return _first_call(spec, labels, predictions, weights, reduction, params, with_grad,
+                           scratch, key, y[3], p[3])
     if plan is None:
         return None
     slots = launcher.slots
     slots[:plan.count] = plan.slots
     slots[plan.y_slot] = y[3]
     slots[plan.p_slot] = p[3]
+    if with_grad:
+        grad = kc.cuda.device_array(plan.grad_layout, plan.kernel_dtype)
+        slots[plan.grad_slot] = pointer(grad)
     launcher.launch_packed(plan.handle, plan.blocks, plan.threads)
     weighted_sum, weight_sum, nonzero_count = scratch.read_totals()
-    return plan.out_dtype.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, plan.n,
-                                             plan.reduction))
+    value = plan.out_dtype.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, plan.n,
+                                              plan.reduction))
+    if with_grad:
+        return value, kc._reshape(grad, plan.grad_shape)
+    return value
 
 
-def _first_call(spec, labels, predictions, weights, reduction, params, scratch, key,
+def _first_call(spec, labels, predictions, weights, reduction, params, with_grad, scratch, key,
                 y_pointer, p_pointer):
-    """The general path, and a `Plan` for the calls after it when its launch can be replayed
-    with only the inputs' pointers changed (else None, so the next call does not try again)."""
+    """The general path, and a `Plan` for the calls after it when its one launch can be
+    replayed with only the inputs' (and the new gradient's) pointers changed; else None, so
+    that the next call does not try again."""
     from ..compute import prepare
     kc = _cuda()
     plans = scratch.plans
@@ -151,22 +166,39 @@ def _first_call(spec, labels, predictions, weights, reduction, params, scratch, 
         plans.clear()
     launches = []
     prepared, kernel_params = prepare(spec, labels, predictions, weights, params, "cuda")
-    value, _, state = kc.run(spec, prepared, kernel_params, reduction, with_grad=False,
-                             on_launch=launches.append)
-    plan = None
-    if len(launches) == 1 and state.element_count:
-        kernel, blocks, threads, args = launches[0]
-        dy, dp = args[0], args[1]
-        entry = scratch._launcher.handle(kernel, args)
-        # the kernel reads the inputs themselves (views at the same address), not copies
-        same = pointer(dy) == y_pointer and pointer(dp) == p_pointer
-        if entry is not None and entry[0] is not None and entry[1] > 0 and same:
-            slots = pack(args, [])
-            y_slot = 4  # meminfo, parent, nitems, itemsize, then y's data pointer
-            p_slot = 5 + 2 * dy.ndim + 4
-            if len(slots) == entry[1] and slots[y_slot] == y_pointer and \
-                    slots[p_slot] == p_pointer:
-                plan = Plan(entry[0], blocks, threads, slots, y_slot, p_slot, args[2:],
-                            state.element_count, np.dtype(prepared.out_dtype), reduction)
-    plans[key] = plan
-    return value
+    before = scratch.launches
+    value, grad, state = kc.run(spec, prepared, kernel_params, reduction, with_grad=with_grad,
+                                on_launch=launches.append)
+    plans[key] = _plan(launches, scratch.launches - before, scratch, y_pointer, p_pointer,
+                       state, prepared, reduction, grad)
+    return (value, grad) if with_grad else value
+
+
+def _plan(launches, launched, scratch, y_pointer, p_pointer, state, prepared, reduction, grad):
+    """The `Plan` of a general-path call that launched ``loss_pass`` (``launches``) and nothing
+    else, reading the inputs themselves (views at the same address, not cast copies) and, for a
+    gradient, returning the array the kernel wrote; else None."""
+    if len(launches) != 1 or launched != 1 or not state.element_count:
+        return None
+    kernel, blocks, threads, args = launches[0]
+    entry = scratch._launcher.handle(kernel, args)
+    if entry is None or entry[0] is None or entry[1] <= 0:
+        return None
+    offsets = [0]
+    for a in args:
+        offsets.append(offsets[-1] + len(pack((a,), [])))
+    slots = pack(args, [])
+    y_slot, p_slot, grad_slot = offsets[0] + 4, offsets[1] + 4, offsets[8] + 4  # data pointers
+    if len(slots) != entry[1] or slots[y_slot] != y_pointer or slots[p_slot] != p_pointer:
+        return None
+    kernel_grad = args[8]
+    kd = np.dtype(prepared.kernel_dtype)
+    if grad is None:
+        grad_slot, layout, shape = -1, None, None
+    elif pointer(grad) != pointer(kernel_grad) or grad.dtype != kd:  # scaled or cast: 2 passes
+        return None
+    else:
+        layout, shape = tuple(kernel_grad.shape), tuple(grad.shape)
+    keep = tuple(a for i, a in enumerate(args) if i not in (0, 1, 8))
+    return Plan(entry[0], blocks, threads, slots, y_slot, p_slot, keep, state.element_count,
+                np.dtype(prepared.out_dtype), reduction, grad_slot, layout, shape, kd)
