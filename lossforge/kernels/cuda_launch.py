@@ -15,8 +15,8 @@ flattens the arguments into parameters:
 
 * an array: ``meminfo`` (0), ``parent`` (0), ``nitems``, ``itemsize``, the data pointer, then
   ``shape`` and ``strides`` (bytes), one parameter per dimension;
-* a Python ``int``: an int64; a ``float``: a float64; a NumPy scalar: its own type;
-  a tuple: its items in order.
+* a Python ``int``: an int64; a ``float``: a float64; a ``bool``: a boolean; a NumPy scalar:
+  its own type; a tuple: its items in order.
 
 `slot_count` gives the number of parameters a signature flattens to; the tests compare it with
 the ``.param`` list of the PTX that numba-cuda compiles for every registered loss (no GPU
@@ -83,6 +83,8 @@ def pack(args, out: list) -> list:
         kind = type(a)
         if kind is int:
             out.append(a)
+        elif kind is bool:
+            out.append(int(a))
         elif kind is float:
             out.append(_int_bits.unpack(_float_bits.pack(a))[0])
         elif kind is tuple:
@@ -100,7 +102,7 @@ def _key(args) -> tuple:
     key = []
     for a in args:
         kind = type(a)
-        if kind is int or kind is float:
+        if kind is int or kind is float or kind is bool:
             key.append(kind)
         elif kind is tuple:
             key.append(_key(a))
