@@ -31,7 +31,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
 
     ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
     scalar of the output dtype; ``grad`` is shaped like the predictions: ``grad_out`` if given
-    (see `LossSpec.value_and_grad`). ``grad_factor`` (CPU only) multiplies the gradient, folded
+    (see `LossSpec.value_and_grad`; a device array for ``device="cuda"``). ``grad_factor`` (CPU only) multiplies the gradient, folded
     into the scale the kernel or the reduction's denominator applies anyway: an objective's
     task weight costs no pass of its own over the gradient. ``device="cuda"`` runs the loss's
     CUDA kernels (see `lossforge.kernels.cuda`).
@@ -39,7 +39,8 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     if device != "cpu":
         if grad_factor != 1.0:
             raise ValueError("compute.run: grad_factor is for device='cpu'")
-        return _cuda(device).run(spec, prepared, params, reduction, with_grad)
+        return _cuda(device).run(spec, prepared, params, reduction, with_grad,
+                                 grad_out=grad_out)
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
@@ -250,14 +251,15 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
 
 
 def run_small_cuda(spec, labels, predictions, weights, reduction: Reduction, params: dict,
-                   with_grad: bool = False):
+                   with_grad: bool = False, grad_out=None):
     """`lossforge.kernels.cuda_small.run_small`: the reduced value (``with_grad``: and the
     gradient) of a repeated call on device arrays, or None (the general path computes it)."""
     global _cuda_small
     if _cuda_small is None:
         from .kernels import cuda_small
         _cuda_small = cuda_small
-    return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params, with_grad)
+    return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params, with_grad,
+                                 grad_out)
 
 
 _cuda_small = None

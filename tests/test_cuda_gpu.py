@@ -83,6 +83,12 @@ try:
 except ImportError:
     torch = None
 
+def host(a):
+    if isinstance(a, np.ndarray):
+        return a
+    return a.cpu().numpy() if torch is not None and torch.is_tensor(a) else a.copy_to_host()
+
+
 results = {}
 for spec in registry.specs():
     try:
@@ -101,10 +107,15 @@ for spec in registry.specs():
                 got += [spec(yy, pp, 0.5, device="cuda", **kw),
                         spec(yy, pp, 2.0, "weighted_sum", device="cuda", **kw)]
                 if spec.grad is not None:
+                    out = (torch.empty_like(pp) if torch is not None and torch.is_tensor(pp)
+                           else cuda.device_array(pp.shape, pp.dtype))
                     for args in ((0.5,), (2.0, "weighted_sum")):
                         value, grad = spec.value_and_grad(yy, pp, *args, device="cuda", **kw)
-                        grad = grad if isinstance(grad, np.ndarray) else grad.copy_to_host()
-                        got += [value, *np.ravel(grad)]
+                        got += [value, *np.ravel(host(grad))]
+                        value, grad = spec.value_and_grad(yy, pp, *args, device="cuda",
+                                                          grad_out=out, **kw)
+                        assert grad is out
+                        got += [value, *np.ravel(host(grad))]
         except Exception as exc:  # a prepare that repacks its inputs takes host arrays only
             assert "Pass host arrays" in str(exc), exc
     got += list(np.ravel(spec(y, p, reduction="none", device="cuda", **kw)))
@@ -116,7 +127,16 @@ scratch = kc._scratch()
 launcher = scratch._launcher
 fast = None if launcher is None else sorted({count for _, count in launcher._handles.values()})
 plans = sum(plan is not None for plan in scratch.plans.values())
-print(json.dumps({"results": results, "fast": fast, "plans": plans}))
+mse = registry.get("mse")
+y, p = cuda.to_device(np.zeros(64, np.float32)), cuda.to_device(np.ones(64, np.float32))
+overlap = []
+for _ in range(3):  # the general path, then a planned layout: both refuse it
+    try:
+        mse.value_and_grad(y, p, device="cuda", grad_out=p)
+    except ValueError as exc:
+        overlap.append(str(exc))
+    mse.value_and_grad(y, p, device="cuda", grad_out=cuda.device_array(64, np.float32))
+print(json.dumps({"results": results, "fast": fast, "plans": plans, "overlap": overlap}))
 """
 
 
@@ -141,6 +161,9 @@ def test_the_fast_launch_gives_numba_cudas_launch_bits(gpu):
     assert fast["fast"] and all(count > 0 for count in fast["fast"]), fast["fast"]
     assert fast["plans"] >= len(fast["results"])  # (pairwise takes host arrays only)
     assert sorted(fast["results"]) == sorted(registry_names())
+    for mode in (fast, numba_launch):  # grad_out=predictions: the kernel would read what it writes
+        assert len(mode["overlap"]) == 3
+        assert all("shares memory with the inputs" in m for m in mode["overlap"]), mode["overlap"]
     different = [name for name in fast["results"]
                  if fast["results"][name] != numba_launch["results"][name]]
     assert not different, different

@@ -111,6 +111,61 @@ def test_device_cuda_without_a_gpu_is_a_clear_error():
     assert out.stdout.count("no CUDA GPU is visible") == 2
 
 
+@needs_numba_cuda
+def test_grad_out_on_the_cuda_path():
+    # value_and_grad(..., device="cuda", grad_out=a device array): the gradient is written into
+    # it and it is returned, the same numbers as a new array; bad ones are refused as on the CPU
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import json
+        import numpy as np
+        from numba import cuda
+        import lossforge
+        rng = np.random.default_rng(5)
+        report = {}
+        for name in ("mean_squared_error", "softmax_cross_entropy", "huber_loss"):
+            spec = lossforge.registry.get(name)
+            y, p, kw = spec.example_inputs(rng, 6, 5)
+            y, p = cuda.to_device(np.asarray(y, np.float32)), cuda.to_device(np.asarray(p, np.float32))
+            for args in ((0.5,), (2.0, "weighted_sum")):
+                value, grad = spec.value_and_grad(y, p, *args, device="cuda", **kw)
+                out = cuda.device_array(p.shape, np.float32)
+                cuda.to_device(np.full(p.shape, np.nan, np.float32), to=out)  # poisoned
+                value_out, returned = spec.value_and_grad(y, p, *args, device="cuda",
+                                                          grad_out=out, **kw)
+                report[f"{name}{args}"] = [returned is out, float(value_out) == float(value),
+                                           bool((out.copy_to_host() == grad.copy_to_host()).all())]
+        spec = lossforge.registry.get("mse")
+        y = cuda.to_device(np.zeros((4, 3), np.float32))
+        p = cuda.to_device(np.ones((4, 3), np.float32))
+        errors = []
+        for bad in (np.empty((4, 3), np.float32), cuda.device_array((3, 4), np.float32),
+                    cuda.device_array((4, 3), np.float64),
+                    cuda.device_array((4, 6), np.float32)[:, ::2]):
+            try:
+                spec.value_and_grad(y, p, device="cuda", grad_out=bad)
+                errors.append(None)
+            except (TypeError, ValueError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+        try:
+            spec.value_and_grad(y.copy_to_host().astype(np.float16), p.copy_to_host().astype(np.float16),
+                                device="cuda", grad_out=cuda.device_array((4, 3), np.float16))
+        except ValueError as exc:
+            errors.append(str(exc))
+        print(json.dumps({"report": report, "errors": errors}))
+    """)], env=subprocess_env(NUMBA_ENABLE_CUDASIM="1"), capture_output=True, text=True,
+        timeout=TIMEOUT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert len(result["report"]) == 6
+    assert all(checks == [True, True, True] for checks in result["report"].values()), result
+    numpy_array, shape, dtype, strided, float16 = result["errors"]
+    assert numpy_array.startswith("InvalidTypeError") and "must be a device array" in numpy_array
+    assert "shape (3, 4), not the predictions' (4, 3)" in shape
+    assert "dtype float64, not the gradient's float32" in dtype
+    assert "not C-contiguous" in strided
+    assert "needs float32 or float64 inputs" in float16 and "float16" in float16
+
+
 def test_unknown_device_is_an_error():
     import lossforge
     spec = lossforge.registry.get("mse")

@@ -135,7 +135,7 @@ except ImportError:  # pragma: no cover
     from numba.core.errors import NumbaPerformanceWarning  # noqa: E402
 
 from ..reduction import LossState, Reduction, finalize  # noqa: E402
-from .cuda_launch import slot_count  # noqa: E402
+from .cuda_launch import pointer, slot_count  # noqa: E402
 
 #: True when running under the CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``).
 SIMULATOR = bool(numba.config.ENABLE_CUDASIM)
@@ -575,12 +575,15 @@ def _output(array, shape, out_dtype, on_device: bool, scale: float | None = 1.0,
 
 
 def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_grad: bool = False,
-        on_launch=None):
+        on_launch=None, grad_out=None):
     """`lossforge.compute.run` on the GPU: ``(value, grad or None, LossState)``.
 
     Same meaning as the CPU path: the same partial state, `finalize` and denominators; see the
     module docstring for where the results live. ``on_launch((kernel, blocks, threads, args))``
     is called with the ``loss_pass`` launch (`lossforge.kernels.cuda_small` plans from it).
+    ``grad_out``: a device array (numba, CuPy, PyTorch CUDA) of the predictions' shape and the
+    gradient's dtype to write the gradient into, and return, instead of a new one
+    (`check_grad_out`).
     """
     from ..compute import _fold_denominator, denominator
     from ..inputs import scalar_weight
@@ -594,8 +597,11 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     scratch = _scratch()
     # unused outputs are placeholders (never written: `mode` has no bit for them)
     values = cuda.device_array(n, dtype=kd) if none else scratch.placeholder(kd, 1)
-    grad = (cuda.device_array(tuple(dp.shape), dtype=kd) if with_grad
-            else scratch.placeholder(kd, dp.ndim))
+    if with_grad and grad_out is not None:
+        grad = _reshape(check_grad_out(grad_out, grad_shape, kd, out_dtype, (dy, dp)), dp.shape)
+    else:
+        grad = (cuda.device_array(tuple(dp.shape), dtype=kd) if with_grad
+                else scratch.placeholder(kd, dp.ndim))
     if with_grad and ((spec.kind != "elementwise" and not spec.grad_fills_rows) or not n):
         _fill_zero(grad, scratch)  # as the CPU's np.zeros: a row formula need not write every entry
     sums = (0.0, 0.0, 0.0)
@@ -630,7 +636,51 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         scale = 1.0
     else:
         scale = 1.0 / denom if denom != 0 else None  # as the CPU path: grad * (1.0 / denom)
+    if grad_out is not None:  # scaled in place (its dtype is the kernel's)
+        _output(grad, grad_shape, out_dtype, True, scale, scratch)
+        return value, grad_out, state
     return value, _output(grad, grad_shape, out_dtype, on_device, scale, scratch), state
+
+
+def _extent(array) -> tuple[int, int]:
+    """``[start, end)`` device addresses of a contiguous device array."""
+    start = pointer(array)
+    return start, start + array.size * array.dtype.itemsize
+
+
+def check_grad_out(grad_out, shape, dtype: np.dtype, result_dtype: np.dtype, reads=()):
+    """``grad_out`` as a numba device array if the kernel can write a gradient of ``shape`` and
+    ``dtype`` into it with no conversion after the kernel: a C-contiguous device array sharing
+    no memory with the device arrays it ``reads`` (`lossforge.inputs.check_grad_out`'s rules on
+    the GPU)."""
+    from ..errors import InvalidTypeError
+    if result_dtype != dtype:
+        raise InvalidArgumentError(
+            f"`grad_out` needs float32 or float64 inputs: these give a {result_dtype} gradient, "
+            f"computed in {dtype} and then converted. Cast the inputs, or pass grad_out=None.")
+    if not is_device_array(grad_out):
+        raise InvalidTypeError(
+            f"`grad_out` with device='cuda' must be a device array (numba, CuPy, PyTorch CUDA); "
+            f"got {type(grad_out).__name__}. Pass numba.cuda.device_array({tuple(shape)}, "
+            f"dtype=np.{dtype}) and reuse it.")
+    out = _as_device(grad_out, "grad_out")
+    problems = []
+    if tuple(out.shape) != tuple(shape):
+        problems.append(f"shape {tuple(out.shape)}, not the predictions' {tuple(shape)}")
+    if out.dtype != dtype:
+        problems.append(f"dtype {out.dtype}, not the gradient's {dtype}")
+    if not _contiguous(out):
+        problems.append("not C-contiguous")
+    if not problems and out.size and not SIMULATOR:
+        start, end = _extent(out)
+        if any(a.size and start < _extent(a)[1] and _extent(a)[0] < end for a in reads):
+            problems.append("it shares memory with the inputs the kernel reads")
+    if problems:
+        raise InvalidArgumentError(
+            f"`grad_out` cannot hold the gradient: {'; '.join(problems)}. Pass a device array "
+            f"of its own, numba.cuda.device_array({tuple(shape)}, dtype=np.{dtype}), or "
+            f"grad_out=None.")
+    return out
 
 
 # --- compiling to PTX without a GPU (lossforge gpu-check) ----------------------------------------

@@ -17,14 +17,16 @@ general path does: the same kernel on the same arguments, hence the same bits (t
 GPU against the general path). Plans live in the thread's and context's ``_Scratch`` (the
 launcher's buffer is per thread), at most `MAX_PLANS` of them.
 
-Served: reduced values, and value+gradient, of two device arrays (numba device arrays or
-objects with ``__cuda_array_interface__`` on the legacy default stream), a Python float weight
-(non-zero, not NaN) and parameters given as Python scalars. Everything else takes the general
+Served: reduced values, and value+gradient (into ``grad_out`` or a new array), of two device
+arrays (numba device arrays or objects with ``__cuda_array_interface__`` on the legacy default
+stream), a Python float weight (non-zero, not NaN) and parameters given as Python scalars. Everything else takes the general
 path, and so does any layout whose general path launches more than ``loss_pass``: a cast of
 an input on the device, a gradient cleared first (a row formula that does not fill its rows)
 or scaled or cast after the pass.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -106,10 +108,10 @@ def _params_key(params: dict):
 
 
 def run_small(spec, labels, predictions, weights, reduction, params: dict,
-              with_grad: bool = False):
+              with_grad: bool = False, grad_out=None):
     """``spec(..., device="cuda")`` on device arrays (``with_grad``: ``spec.value_and_grad``,
-    whose gradient is a new device array); or None when the call is not one the fast path
-    serves (the caller takes the general path).
+    whose gradient is ``grad_out`` or a new device array); or None when the call is not one
+    the fast path serves (the caller takes the general path, which also raises the errors).
 
     ``reduction`` is a member of `lossforge.compute.SCALAR_REDUCTIONS`'s values.
     """
@@ -135,27 +137,68 @@ def run_small(spec, labels, predictions, weights, reduction, params: dict,
     plan = scratch.plans.get(key, False)
     if plan is False:
         return _first_call(spec, labels, predictions, weights, reduction, params, with_grad,
-                           scratch, key, y[3], p[3])
+                           grad_out, scratch, key, y[3], p[3])
     if plan is None:
         return None
+    if with_grad:
+        if grad_out is None:
+            grad = kc.cuda.device_array(plan.grad_layout, plan.kernel_dtype)
+            grad_pointer = pointer(grad)
+        else:
+            grad_pointer = _checked_grad_out(grad_out, plan, y, p)
+            if grad_pointer is None:
+                return None
     slots = launcher.slots
     slots[:plan.count] = plan.slots
     slots[plan.y_slot] = y[3]
     slots[plan.p_slot] = p[3]
     if with_grad:
-        grad = kc.cuda.device_array(plan.grad_layout, plan.kernel_dtype)
-        slots[plan.grad_slot] = pointer(grad)
+        slots[plan.grad_slot] = grad_pointer
     launcher.launch_packed(plan.handle, plan.blocks, plan.threads)
     weighted_sum, weight_sum, nonzero_count = scratch.read_totals()
     value = plan.out_dtype.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, plan.n,
                                               plan.reduction))
     if with_grad:
-        return value, kc._reshape(grad, plan.grad_shape)
+        return value, (kc._reshape(grad, plan.grad_shape) if grad_out is None else grad_out)
     return value
 
 
-def _first_call(spec, labels, predictions, weights, reduction, params, with_grad, scratch, key,
-                y_pointer, p_pointer):
+def _extent(description) -> tuple[int, int]:
+    """``[start, end)`` device addresses of a described contiguous array."""
+    shape, dtype, _, start = description
+    return start, start + math.prod(shape) * dtype.itemsize
+
+
+def _checked_grad_out(grad_out, plan, y, p) -> int | None:
+    """The device address of ``grad_out`` when the plan's kernel can write its gradient there
+    (the rules of `lossforge.kernels.cuda.check_grad_out`), else None: the general path then
+    raises the error."""
+    g = _describe(grad_out)
+    if g is None or tuple(g[0]) != plan.grad_shape or g[1] != plan.kernel_dtype:
+        return None
+    shape, dtype, strides, _ = g
+    if strides is not None and tuple(strides) != _c_strides(shape, dtype.itemsize):
+        return None
+    start, end = _extent(g)
+    if start == end:
+        return None
+    for other in (y, p):
+        low, high = _extent(other)
+        if low < end and start < high:
+            return None
+    return g[3]
+
+
+def _c_strides(shape, itemsize: int) -> tuple:
+    strides, step = [], itemsize
+    for extent in reversed(shape):
+        strides.append(step)
+        step *= extent
+    return tuple(reversed(strides))
+
+
+def _first_call(spec, labels, predictions, weights, reduction, params, with_grad, grad_out,
+                scratch, key, y_pointer, p_pointer):
     """The general path, and a `Plan` for the calls after it when its one launch can be
     replayed with only the inputs' (and the new gradient's) pointers changed; else None, so
     that the next call does not try again."""
@@ -168,16 +211,22 @@ def _first_call(spec, labels, predictions, weights, reduction, params, with_grad
     prepared, kernel_params = prepare(spec, labels, predictions, weights, params, "cuda")
     before = scratch.launches
     value, grad, state = kc.run(spec, prepared, kernel_params, reduction, with_grad=with_grad,
-                                on_launch=launches.append)
+                                on_launch=launches.append, grad_out=grad_out)
+    grad_pointer = None
+    if with_grad:
+        grad_pointer = pointer(grad) if grad_out is None else _describe(grad_out)[3]
+        if grad.dtype != prepared.kernel_dtype:  # converted after the pass
+            grad_pointer = None
     plans[key] = _plan(launches, scratch.launches - before, scratch, y_pointer, p_pointer,
-                       state, prepared, reduction, grad)
+                       state, prepared, reduction, with_grad, grad_pointer)
     return (value, grad) if with_grad else value
 
 
-def _plan(launches, launched, scratch, y_pointer, p_pointer, state, prepared, reduction, grad):
+def _plan(launches, launched, scratch, y_pointer, p_pointer, state, prepared, reduction,
+          with_grad, grad_pointer):
     """The `Plan` of a general-path call that launched ``loss_pass`` (``launches``) and nothing
     else, reading the inputs themselves (views at the same address, not cast copies) and, for a
-    gradient, returning the array the kernel wrote; else None."""
+    gradient, writing the array the call returned (at ``grad_pointer``); else None."""
     if len(launches) != 1 or launched != 1 or not state.element_count:
         return None
     kernel, blocks, threads, args = launches[0]
@@ -193,12 +242,12 @@ def _plan(launches, launched, scratch, y_pointer, p_pointer, state, prepared, re
         return None
     kernel_grad = args[8]
     kd = np.dtype(prepared.kernel_dtype)
-    if grad is None:
+    if not with_grad:
         grad_slot, layout, shape = -1, None, None
-    elif pointer(grad) != pointer(kernel_grad) or grad.dtype != kd:  # scaled or cast: 2 passes
+    elif grad_pointer is None or pointer(kernel_grad) != grad_pointer:
         return None
     else:
-        layout, shape = tuple(kernel_grad.shape), tuple(grad.shape)
+        layout, shape = tuple(kernel_grad.shape), tuple(prepared.grad_shape)
     keep = tuple(a for i, a in enumerate(args) if i not in (0, 1, 8))
     return Plan(entry[0], blocks, threads, slots, y_slot, p_slot, keep, state.element_count,
                 np.dtype(prepared.out_dtype), reduction, grad_slot, layout, shape, kd)
