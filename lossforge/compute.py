@@ -251,15 +251,16 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
 
 
 def run_small_cuda(spec, labels, predictions, weights, reduction: Reduction, params: dict,
-                   with_grad: bool = False, grad_out=None):
-    """`lossforge.kernels.cuda_small.run_small`: the reduced value (``with_grad``: and the
-    gradient) of a repeated call on device arrays, or None (the general path computes it)."""
+                   with_grad: bool = False, grad_out=None, state: bool = False):
+    """`lossforge.kernels.cuda_small.run_small`: ``(value, grad, LossState)`` of a repeated call
+    on device arrays (``grad`` with ``with_grad``, the state with ``state``, else None), or
+    None (the general path computes it)."""
     global _cuda_small
     if _cuda_small is None:
         from .kernels import cuda_small
         _cuda_small = cuda_small
     return _cuda_small.run_small(spec, labels, predictions, weights, reduction, params, with_grad,
-                                 grad_out)
+                                 grad_out, state)
 
 
 _cuda_small = None

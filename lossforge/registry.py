@@ -313,9 +313,9 @@ class LossSpec:
             if result is not None:
                 return result[0]
         elif scalar is not None and type(device) is str and device == "cuda":
-            value = compute.run_small_cuda(self, labels, predictions, weights, scalar, params)
-            if value is not None:
-                return value
+            result = compute.run_small_cuda(self, labels, predictions, weights, scalar, params)
+            if result is not None:
+                return result[0]
         reduction = resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         return compute.run(self, prepared, kernel_params, reduction, device=device)[0]
@@ -365,7 +365,7 @@ class LossSpec:
                 result = compute.run_small_cuda(self, labels, predictions, weights, scalar, params,
                                                 with_grad=True, grad_out=grad_out)
                 if result is not None:
-                    return result
+                    return result[:2]
         reduction = self.reduction if reduction is None else resolve_reduction(reduction)
         prepared, kernel_params = compute.prepare(self, labels, predictions, weights, params, device)
         value, grad, _ = compute.run(self, prepared, kernel_params, reduction, with_grad=True,

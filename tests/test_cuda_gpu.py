@@ -70,7 +70,7 @@ def test_every_registered_loss_matches_the_cpu_path_on_the_gpu(gpu):
 #: value+gradient on host arrays, on device arrays and on PyTorch CUDA tensors (the CUDA Array
 #: Interface), three times each (the first call plans, the next two replay the plan:
 #: kernels/cuda_small.py), and unreduced values. Scalar weights: the gradient's scale is folded
-#: into the kernel.
+#: into the kernel. Then an objective evaluated three times on a device batch.
 _EVERY_LOSS_ON_CUDA = r"""
 import json
 import numpy as np
@@ -127,6 +127,14 @@ scratch = kc._scratch()
 launcher = scratch._launcher
 fast = None if launcher is None else sorted({count for _, count in launcher._handles.values()})
 plans = sum(plan is not None for plan in scratch.plans.values())
+import lossforge
+objective = lossforge.load_objective("configs/multitask.yaml")
+batch, params = objective.example_batch(seed=3, batch_size=64, classes=5)
+on_device = {k: cuda.to_device(np.asarray(v, np.float32)) for k, v in batch.items()}
+evaluations = []
+for _ in range(3):  # each term's plan, then its replays
+    evaluations += [float(v).hex() for _, v in sorted(
+        objective(on_device, params, device="cuda").as_dict().items())]
 mse = registry.get("mse")
 y, p = cuda.to_device(np.zeros(64, np.float32)), cuda.to_device(np.ones(64, np.float32))
 overlap = []
@@ -136,7 +144,8 @@ for _ in range(3):  # the general path, then a planned layout: both refuse it
     except ValueError as exc:
         overlap.append(str(exc))
     mse.value_and_grad(y, p, device="cuda", grad_out=cuda.device_array(64, np.float32))
-print(json.dumps({"results": results, "fast": fast, "plans": plans, "overlap": overlap}))
+print(json.dumps({"results": results, "fast": fast, "plans": plans, "overlap": overlap,
+                  "objective": evaluations}))
 """
 
 
@@ -167,6 +176,8 @@ def test_the_fast_launch_gives_numba_cudas_launch_bits(gpu):
     different = [name for name in fast["results"]
                  if fast["results"][name] != numba_launch["results"][name]]
     assert not different, different
+    assert len(fast["objective"]) >= 3 * 10  # total, 3 components x (value, weight, weighted)
+    assert fast["objective"] == numba_launch["objective"]
 
 
 def registry_names() -> list[str]:

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ..reduction import finalize_sums
+from ..reduction import LossState, finalize_sums
 from .cuda_launch import pack, pointer
 
 __all__ = ["run_small", "MAX_PLANS"]
@@ -108,9 +108,10 @@ def _params_key(params: dict):
 
 
 def run_small(spec, labels, predictions, weights, reduction, params: dict,
-              with_grad: bool = False, grad_out=None):
-    """``spec(..., device="cuda")`` on device arrays (``with_grad``: ``spec.value_and_grad``,
-    whose gradient is ``grad_out`` or a new device array); or None when the call is not one
+              with_grad: bool = False, grad_out=None, state: bool = False):
+    """``(value, grad, LossState)`` of ``spec(..., device="cuda")`` on device arrays (``grad``:
+    with ``with_grad``, as ``spec.value_and_grad``, ``grad_out`` or a new device array, else
+    None; the `LossState` only with ``state``, else None); or None when the call is not one
     the fast path serves (the caller takes the general path, which also raises the errors).
 
     ``reduction`` is a member of `lossforge.compute.SCALAR_REDUCTIONS`'s values.
@@ -136,8 +137,10 @@ def run_small(spec, labels, predictions, weights, reduction, params: dict,
            kc._threads, kc._max_blocks)
     plan = scratch.plans.get(key, False)
     if plan is False:
-        return _first_call(spec, labels, predictions, weights, reduction, params, with_grad,
-                           grad_out, scratch, key, y[3], p[3])
+        value, grad, full_state = _first_call(spec, labels, predictions, weights, reduction,
+                                              params, with_grad, grad_out, scratch, key, y[3],
+                                              p[3])
+        return value, grad, (full_state if state else None)
     if plan is None:
         return None
     if with_grad:
@@ -159,8 +162,11 @@ def run_small(spec, labels, predictions, weights, reduction, params: dict,
     value = plan.out_dtype.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, plan.n,
                                               plan.reduction))
     if with_grad:
-        return value, (kc._reshape(grad, plan.grad_shape) if grad_out is None else grad_out)
-    return value
+        grad = kc._reshape(grad, plan.grad_shape) if grad_out is None else grad_out
+    else:
+        grad = None
+    return value, grad, (LossState(weighted_sum, weight_sum, nonzero_count, plan.n) if state
+                         else None)
 
 
 def _extent(description) -> tuple[int, int]:
@@ -214,12 +220,16 @@ def _first_call(spec, labels, predictions, weights, reduction, params, with_grad
                                 on_launch=launches.append, grad_out=grad_out)
     grad_pointer = None
     if with_grad:
-        grad_pointer = pointer(grad) if grad_out is None else _describe(grad_out)[3]
+        if grad_out is None:
+            grad_pointer = pointer(grad)
+        else:
+            described = _describe(grad_out)
+            grad_pointer = None if described is None else described[3]
         if grad.dtype != prepared.kernel_dtype:  # converted after the pass
             grad_pointer = None
     plans[key] = _plan(launches, scratch.launches - before, scratch, y_pointer, p_pointer,
                        state, prepared, reduction, with_grad, grad_pointer)
-    return (value, grad) if with_grad else value
+    return value, grad, state
 
 
 def _plan(launches, launched, scratch, y_pointer, p_pointer, state, prepared, reduction,

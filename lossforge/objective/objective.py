@@ -430,9 +430,20 @@ class Objective:
                                         args.get("weights", 1.0), **shape_args)
             else:
                 spec, params = spec.route(dict(term.params))
-                prepared, kernel_params = compute.prepare(
-                    spec, args[spec.inputs[0]], args[spec.inputs[1]], args.get("weights", 1.0),
-                    params, device)
+                labels, predictions = args[spec.inputs[0]], args[spec.inputs[1]]
+                weights = args.get("weights", 1.0)
+                scalar = (_SCALAR_REDUCTIONS.get(reduction)
+                          if type(reduction) in _REDUCTION_TYPES else None)
+                if device == "cuda" and not with_grad and scalar is not None:
+                    # a repeated evaluation on device arrays replays a launch plan
+                    small = compute.run_small_cuda(spec, labels, predictions, weights, scalar,
+                                                   params, state=True)
+                    if small is not None:
+                        value, _, state = small
+                        return float(value), None, state, reduction, \
+                            _dtype_name(np.asarray(value).dtype)
+                prepared, kernel_params = compute.prepare(spec, labels, predictions, weights,
+                                                          params, device)
             value, grad, state = compute.run(spec, prepared, kernel_params, reduction,
                                              with_grad=with_grad, device=device,
                                              grad_out=grad_out, grad_factor=grad_factor)
