@@ -196,7 +196,8 @@ def main(args, objective) -> int:
         pct_floor = "-" if r["pct_floor"] is None else f"{r['pct_floor']:.0f}%"
         host = " (host inputs)" if r["inputs"] != "device" else ""
         lines.append(f"| {r['loss']}{host} | {r['size']:,} | {report.fmt_time(r['lossforge'])} | "
-                     f"{report.fmt_time(r.get('value_and_grad'))} | {report.fmt_time(r['floor'])} | {torch_cell} | {r['gbps']:.1f} | "
+                     f"{report.fmt_time(r.get('value_and_grad'))} | "
+                     f"{report.fmt_time(r['floor'])} | {torch_cell} | {r['gbps']:.1f} | "
                      f"{pct_floor} | {nominal} |")
     print("\n".join(lines))
     report.write_json({"device": info, "rows": rows}, args.output / "latest-cuda.json")

@@ -31,10 +31,10 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
 
     ``value`` is the weighted losses (shape ``loss_shape``) for ``Reduction.NONE``, else a numpy
     scalar of the output dtype; ``grad`` is shaped like the predictions: ``grad_out`` if given
-    (see `LossSpec.value_and_grad`; a device array for ``device="cuda"``). ``grad_factor`` (CPU only) multiplies the gradient, folded
-    into the scale the kernel or the reduction's denominator applies anyway: an objective's
-    task weight costs no pass of its own over the gradient. ``device="cuda"`` runs the loss's
-    CUDA kernels (see `lossforge.kernels.cuda`).
+    (see `LossSpec.value_and_grad`; a device array for ``device="cuda"``). ``grad_factor``
+    (CPU only) multiplies the gradient, folded into the scale the kernel or the reduction's
+    denominator applies anyway: an objective's task weight costs no pass of its own over the
+    gradient. ``device="cuda"`` runs the loss's CUDA kernels (see `lossforge.kernels.cuda`).
     """
     if device != "cpu":
         if grad_factor != 1.0:

@@ -19,7 +19,8 @@ launcher's buffer is per thread), at most `MAX_PLANS` of them.
 
 Served: reduced values, and value+gradient (into ``grad_out`` or a new array), of two device
 arrays (numba device arrays or objects with ``__cuda_array_interface__`` on the legacy default
-stream), a Python float weight (non-zero, not NaN) and parameters given as Python scalars. Everything else takes the general
+stream), a Python float weight (non-zero, not NaN) and parameters given as Python scalars;
+objectives' value-only terms too (`lossforge.objective`). Everything else takes the general
 path, and so does any layout whose general path launches more than ``loss_pass``: a cast of
 an input on the device, a gradient cleared first (a row formula that does not fill its rows)
 or scaled or cast after the pass.
