@@ -77,3 +77,27 @@ def test_parameter_keys_keep_types_apart_and_refuse_non_scalars():
     assert key({"axis": 1, "name": "x"}) == (("axis", int, 1), ("name", str, "x"))
     assert key({"class_weights": np.ones(3)}) is None
     assert key({"delta": np.float32(1.0)}) is None  # a NumPy scalar: the general path
+
+
+def _device_array(shape, strides, dtype=np.float32):
+    """A numba device array header with no device memory behind it (none is read here)."""
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+    return DeviceNDArray(shape, strides, np.dtype(dtype), gpu_data=object())
+
+
+@pytest.mark.parametrize("shape, strides", [
+    ((3, 4), (16, 4)), ((3, 4), (4, 12)), ((3, 4), (32, 4)), ((3, 1), (4, 4)), ((1,), (4,)),
+    ((3, 4), (0, 4)), ((2, 3, 4), (48, 16, 4)), ((2, 3, 4), (48, 4, 12)), ((2, 3, 4), (4, 8, 24))])
+def test_the_overload_key_has_numbas_layout(shape, strides):
+    # a kernel compiled for 'C' or 'F' arrays has the strides built in: an array of another
+    # layout must not reuse its handle
+    array = _device_array(shape, strides)
+    assert cuda_launch._layout(array) == array._numba_type_.layout
+    assert cuda_launch._key((array,)) == ((np.dtype(np.float32), len(shape),
+                                          array._numba_type_.layout),)
+
+
+def test_an_array_is_packed_as_numbas_array_struct():
+    array = _device_array((5, 3), (12, 4))
+    # meminfo, parent, nitems, itemsize, data (no memory here: 0), shape, strides in bytes
+    assert cuda_launch.pack((array, 9), []) == [0, 0, 15, 4, 0, 5, 3, 12, 4, 9]

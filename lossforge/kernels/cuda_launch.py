@@ -96,9 +96,20 @@ def pack(args, out: list) -> list:
     return out
 
 
+def _layout(array) -> str:
+    """numba's layout of a device array ('C', 'F' or 'A'), as its ``_numba_type_`` decides it
+    (without building the type): a kernel compiled for 'C' or 'F' has the strides built in, so
+    the layout belongs to the key of the compiled overload."""
+    dummy = array._dummy
+    if 0 in array.strides and array.size:  # broadcast
+        return "A"
+    return "C" if dummy.is_c_contig else "F" if dummy.is_f_contig else "A"
+
+
 def _key(args) -> tuple:
-    """What decides the compiled overload: each array's dtype and dimensions, each scalar's
-    Python type, tuples item by item (numba types every float as float64, every int as int64)."""
+    """What decides the compiled overload: each array's dtype, dimensions and layout, each
+    scalar's type, tuples item by item (numba types every Python float as float64, every int
+    as int64)."""
     key = []
     for a in args:
         kind = type(a)
@@ -106,8 +117,10 @@ def _key(args) -> tuple:
             key.append(kind)
         elif kind is tuple:
             key.append(_key(a))
+        elif isinstance(a, np.generic):
+            key.append(a.dtype)
         else:
-            key.append((a.dtype, a.ndim))
+            key.append((a.dtype, a.ndim, _layout(a)))
     return tuple(key)
 
 
