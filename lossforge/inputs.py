@@ -177,15 +177,22 @@ def weights_view(weights: np.ndarray, loss_shape: tuple[int, ...], dtype: np.dty
     return view
 
 
+def check_grad_dtype(dtype: np.dtype, result_dtype: np.dtype) -> None:
+    """Refuse a ``grad_out`` where the gradient, computed in ``dtype``, is returned as another
+    ``result_dtype`` (float16 or integer inputs): the kernel could not write the result into
+    it. Shared by the CPU's and the GPU's `check_grad_out`."""
+    if result_dtype != dtype:
+        raise InvalidArgumentError(
+            f"`grad_out` needs float32 or float64 inputs: these give a {result_dtype} gradient, "
+            f"computed in {dtype} and then converted. Cast the inputs, or pass grad_out=None.")
+
+
 def check_grad_out(grad_out, shape: tuple[int, ...], dtype: np.dtype, result_dtype: np.dtype,
                    reads=()) -> np.ndarray:
     """``grad_out`` if the kernel can write a gradient of ``shape`` and ``dtype`` into it, the
     gradient's ``result_dtype`` being that dtype (no conversion after the kernel): a writeable,
     C-contiguous ndarray that shares no memory with the arrays it ``reads``."""
-    if result_dtype != dtype:
-        raise InvalidArgumentError(
-            f"`grad_out` needs float32 or float64 inputs: these give a {result_dtype} gradient, "
-            f"computed in {dtype} and then converted. Cast the inputs, or pass grad_out=None.")
+    check_grad_dtype(dtype, result_dtype)
     if not isinstance(grad_out, np.ndarray):
         raise InvalidTypeError(f"`grad_out` must be a numpy array; got {type(grad_out).__name__}. "
                                f"Pass np.empty({shape}, dtype=np.{dtype}) and reuse it.")

@@ -433,7 +433,6 @@ class _Scratch:
         self.plans: dict = {}  # `cuda_small.Plan`s (or None: no plan) by call layout
         self.launches = 0  # kernels launched through `launch` (`cuda_small` counts a call's)
         if self._launcher is not None:  # (host address, device address, bytes) of the sums
-            from .cuda_launch import pointer
             self._totals_copy = (self._host_totals.ctypes.data, pointer(self.totals), 24)
 
     def launch(self, kernel, blocks: int, threads: int, args: tuple) -> None:
@@ -654,10 +653,8 @@ def check_grad_out(grad_out, shape, dtype: np.dtype, result_dtype: np.dtype, rea
     no memory with the device arrays it ``reads`` (`lossforge.inputs.check_grad_out`'s rules on
     the GPU)."""
     from ..errors import InvalidTypeError
-    if result_dtype != dtype:
-        raise InvalidArgumentError(
-            f"`grad_out` needs float32 or float64 inputs: these give a {result_dtype} gradient, "
-            f"computed in {dtype} and then converted. Cast the inputs, or pass grad_out=None.")
+    from ..inputs import check_grad_dtype
+    check_grad_dtype(dtype, result_dtype)
     if not is_device_array(grad_out):
         raise InvalidTypeError(
             f"`grad_out` with device='cuda' must be a device array (numba, CuPy, PyTorch CUDA); "

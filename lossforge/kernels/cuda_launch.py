@@ -129,8 +129,9 @@ class Launcher:
 
     ``launcher(kernel, blocks, threads, args)`` launches ``kernel`` (a numba-cuda dispatcher)
     over ``blocks`` x ``threads`` with ``args``; ``numba_launch(kernel, blocks, threads)``
-    is the configured dispatcher used for a signature's first launch (and for every launch
-    when `ENABLED` is False).
+    is the configured dispatcher used for a signature's first launch and for signatures
+    `pack` cannot flatten. (With `ENABLED` False, `lossforge.kernels.cuda` makes no
+    launcher.)
     """
 
     def __init__(self, numba_launch):
