@@ -10,7 +10,9 @@ when its kernels are first built. Two forms exist:
   whole arrays (a softmax row, a cosine fibre), and ``grad(y, p, j, scale, out, *params)``
   which writes ``scale * dvalue/dp`` into the row's entries of ``out``; optionally
   ``fused_grad(y, p, j, scale, out, *params)``, which does what ``grad`` does and returns what
-  ``value`` returns, computing the row's reductions once (built from the same helpers).
+  ``value`` returns, computing the row's reductions once (built from the same helpers). Row
+  loops use ``row_range`` and ``across_lanes_sum``/``across_lanes_max`` (see "row-wise"
+  below), which let a warp of GPU threads share a row.
 
 Each formula is written so NaN inputs give NaN: comparisons put NaN on the propagating branch.
 No formula divides by zero (the CPU kernels use numba's Python error model, which raises
@@ -134,43 +136,65 @@ def weighted_input_grad(y, p):
 
 
 # --- row-wise ---------------------------------------------------------------------------------
+#
+# A row loop runs over ``row_range(n)`` and hands each sum it accumulates to
+# ``across_lanes_sum`` (a maximum to ``across_lanes_max``) before using it. Here they are
+# ``range`` and the identity, so the CPU kernels compile the plain loops. On the GPU
+# (`lossforge.kernels.warp`) a warp of 32 threads shares a row: lane ``i`` visits ``k = i,
+# i + 32, ...`` (neighbouring lanes read neighbouring addresses) and the lanes' partial results
+# are combined across the warp, so that every lane holds the row's sum. A row formula of your
+# own that loops with plain ``range`` is still correct on the GPU: each lane then reads the
+# whole row (one thread per row).
+
+row_range = range
+
+
+def across_lanes_sum(s):
+    """The sum of ``s`` over the lanes sharing a row (one lane on the CPU: ``s``)."""
+    return s
+
+
+def across_lanes_max(m):
+    """The maximum of ``m`` over the lanes sharing a row (one lane on the CPU: ``m``)."""
+    return m
 
 def _row_logsumexp(row):
     """``(m, log(sum(exp(row - m))))`` with ``m = max(row)``: the max-shifted, stable form."""
     m = -math.inf
-    for k in range(row.shape[0]):
+    for k in row_range(row.shape[0]):
         v = float(row[k])
         if v > m:
             m = v
+    m = across_lanes_max(m)
     s = 0.0
-    for k in range(row.shape[0]):
+    for k in row_range(row.shape[0]):
         s += math.exp(float(row[k]) - m)
-    return m, math.log(s)
+    return m, math.log(across_lanes_sum(s))
 
 
 def _row_sum(row):
     """``sum(row)``."""
     s = 0.0
-    for k in range(row.shape[0]):
+    for k in row_range(row.shape[0]):
         s += float(row[k])
-    return s
+    return across_lanes_sum(s)
 
 
 def _row_shifted_dot(z, x, m):
     """``sum_k z_k (m - x_k)``: with ``m = max(x)`` and ``z >= 0`` a sum of terms >= 0, so it
     never cancels (``m + lse - x_k`` rounded ``m + lse`` first: 5e-4 off at logits of 1e4)."""
     s = 0.0
-    for k in range(x.shape[0]):
+    for k in row_range(x.shape[0]):
         s += float(z[k]) * (m - float(x[k]))
-    return s
+    return across_lanes_sum(s)
 
 
 def _row_shifted_sum(x, m):
     """``sum_k (m - x_k)``."""
     s = 0.0
-    for k in range(x.shape[0]):
+    for k in row_range(x.shape[0]):
         s += m - float(x[k])
-    return s
+    return across_lanes_sum(s)
 
 
 def softmax_cross_entropy(z, x, j, label_smoothing):
@@ -206,9 +230,9 @@ def _row_nll_dot(z, x, m, lse, label_smoothing):
     """``sum_k z'_k ((m - x_k) + lse)`` term by term (softmax_cross_entropy's NaN fallback)."""
     keep, spread = _smoothing(label_smoothing, x.shape[0])
     s = 0.0
-    for k in range(x.shape[0]):
+    for k in row_range(x.shape[0]):
         s += (float(z[k]) * keep + spread) * ((m - float(x[k])) + lse)
-    return s
+    return across_lanes_sum(s)
 
 
 def _smoothing(label_smoothing, k_count):
@@ -249,7 +273,7 @@ def _softmax_row_grad(zr, xr, outr, scale, m, lse, total, label_smoothing):
     m, lse, total = float(m), float(lse), float(total)
     keep, spread = _smoothing(label_smoothing, xr.shape[0])
     spread = float(spread)  # (ls / K, an int K, would widen a float32 kernel's lanes to float64)
-    for k in range(xr.shape[0]):
+    for k in row_range(xr.shape[0]):
         zk = float(zr[k]) * keep + spread
         outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
 
@@ -285,7 +309,7 @@ def sparse_softmax_cross_entropy_fused(labels, x, j, scale, out):
 def _sparse_row_grad(label, xr, outr, scale, m, lse):
     """``outr_k = scale (softmax(x)_k - [k == label])`` from the row's ``m`` and ``lse'``."""
     m, lse = float(m), float(lse)  # (see _softmax_row_grad)
-    for k in range(xr.shape[0]):
+    for k in row_range(xr.shape[0]):
         hit = 1.0 if k == label else 0.0
         outr[k] = scale * (math.exp((float(xr[k]) - m) - lse) - hit)
 
@@ -301,9 +325,9 @@ def _fibre_dot(y, p, j):
     o = j // inner
     i = j - o * inner
     s = 0.0
-    for d in range(y.shape[1]):
+    for d in row_range(y.shape[1]):
         s += float(y[o, d, i]) * float(p[o, d, i])
-    return s
+    return across_lanes_sum(s)
 
 
 def cosine_distance_grad(y, p, j, scale, out):
@@ -311,7 +335,7 @@ def cosine_distance_grad(y, p, j, scale, out):
     inner = y.shape[2]
     o = j // inner
     i = j - o * inner
-    for d in range(y.shape[1]):
+    for d in row_range(y.shape[1]):
         out[o, d, i] = -scale * float(y[o, d, i])
 
 
@@ -616,11 +640,11 @@ def softmax_cross_entropy_class_weighted(z, x, j, label_smoothing):
     m, lse = _row_logsumexp(x[j])
     keep, spread = _smoothing(label_smoothing, k_count)
     loss = 0.0
-    for k in range(k_count):
+    for k in row_range(k_count):
         c = float(z[rows, k]) * (float(z[j, k]) * keep + spread)
         if c != 0.0:  # NaN takes this branch and stays NaN
             loss += c * (lse - (float(x[j, k]) - m))
-    return loss
+    return across_lanes_sum(loss)
 
 
 def softmax_cross_entropy_class_weighted_grad(z, x, j, scale, out, label_smoothing):
@@ -630,9 +654,10 @@ def softmax_cross_entropy_class_weighted_grad(z, x, j, scale, out, label_smoothi
     m, lse = _row_logsumexp(x[j])
     keep, spread = _smoothing(label_smoothing, k_count)
     total = 0.0
-    for k in range(k_count):
+    for k in row_range(k_count):
         total += float(z[rows, k]) * (float(z[j, k]) * keep + spread)
-    for k in range(k_count):
+    total = across_lanes_sum(total)
+    for k in row_range(k_count):
         c = float(z[rows, k]) * (float(z[j, k]) * keep + spread)
         out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse) - c)
 
@@ -661,10 +686,11 @@ def sparse_softmax_cross_entropy_extended(y, x, j, label_smoothing):
         if wt == 0.0:
             return 0.0
         s = 0.0
-        for k in range(k_count):
+        for k in row_range(k_count):
             wk = y[rows + k]
             if wk != 0.0:  # a zero-weight class contributes 0, even at a logit of -inf
                 s += wk * (lse - (float(x[j, k]) - m))
+        s = across_lanes_sum(s)
         return (1.0 - label_smoothing) * nll + (label_smoothing / k_count) * (s / wt)
     return nll
 
@@ -675,12 +701,12 @@ def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smooth
     t = y[j]
     k_count = x.shape[1]
     if t < 0.0:
-        for k in range(k_count):
+        for k in row_range(k_count):
             out[j, k] = 0.0
         return
     label = int(t)
     if label >= k_count:
-        for k in range(k_count):
+        for k in row_range(k_count):
             out[j, k] = math.nan
         return
     m, lse = _row_logsumexp(x[j])
@@ -688,19 +714,20 @@ def sparse_softmax_cross_entropy_extended_grad(y, x, j, scale, out, label_smooth
         rows = x.shape[0]
         wt = y[rows + label]
         if wt == 0.0:
-            for k in range(k_count):
+            for k in row_range(k_count):
                 out[j, k] = 0.0
             return
         uniform = label_smoothing / k_count
-        total = (1.0 - label_smoothing) * wt
-        for k in range(k_count):
+        total = 0.0
+        for k in row_range(k_count):
             total += uniform * y[rows + k]
-        for k in range(k_count):
+        total = across_lanes_sum(total) + (1.0 - label_smoothing) * wt
+        for k in row_range(k_count):
             zk = uniform + (1.0 - label_smoothing if k == label else 0.0)
             out[j, k] = scale * (total * math.exp(float(x[j, k]) - m - lse)
                                  - y[rows + k] * zk) / wt
         return
-    for k in range(k_count):
+    for k in row_range(k_count):
         hit = 1.0 if k == label else 0.0
         out[j, k] = scale * (math.exp(float(x[j, k]) - m - lse) - hit)
 
@@ -727,12 +754,13 @@ def _row_diff_sums(y, p):
     ``p``; else ``p``'s size), all in float64."""
     ss = 0.0
     s = 0.0
-    for e in range(p.shape[0]):
+    for e in row_range(p.shape[0]):
         d = float(p[e]) - float(y[e])
         ss += d * d
         s += d
     n = y.shape[0]
-    return s, ss, float(y[p.shape[0]]) if n > p.shape[0] else float(n)
+    count = float(y[p.shape[0]]) if n > p.shape[0] else float(n)
+    return across_lanes_sum(s), across_lanes_sum(ss), count
 
 
 def mean_pairwise_squared_error_grad(y, p, j, scale, out):
@@ -755,5 +783,5 @@ def _pairwise_row_grad(yr, pr, outr, scale, s, n):
     first = 4.0 / (n - 1.0) if n - 1.0 > 0.0 else 0.0
     second = 4.0 * s / (n * (n - 1.0)) if n * (n - 1.0) > 0.0 else 0.0
     first, second = float(first), float(second)  # (a float32 kernel writes in float32)
-    for e in range(pr.shape[0]):
+    for e in row_range(pr.shape[0]):
         outr[e] = scale * (first * (float(pr[e]) - float(yr[e])) - second)

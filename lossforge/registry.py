@@ -161,6 +161,8 @@ class LossSpec:
       float32_math: whether float32 inputs run the formula's float32 variant (vectorised
         float32 math, see `float32_variant`) rather than the formula in float64. Default: yes
         for elementwise losses; no for row-wise ones, whose loops may rely on float64 sums.
+        On a GPU, elementwise losses with it compute in float32 too (libdevice's ``logf``,
+        ``expf``...: a float64 ``log`` costs a GPU about as much as reading the inputs).
       fused_grad: optional, for a loss with a ``grad``: what ``value`` and ``grad`` compute,
         from one evaluation that shares their work (a sigmoid's ``exp``, a softmax's
         log-sum-exp). Elementwise: ``fused_grad(y, p, *params) -> (loss, dloss/dp)``; row-wise:
@@ -377,6 +379,7 @@ class LossSpec:
         state.pop("_cpu_kernels", None)  # compiled in this process (see compute.run): not data
         state.pop("_cpu_kernels_by_constants", None)
         state.pop("_cuda_kernels", None)  # (see kernels.cuda.kernel_module)
+        state.pop("_cuda_kernels32", None)
         state.pop("_params_cache", None)  # (see _fast_params)
         return state
 
@@ -510,22 +513,52 @@ def remember(spec: LossSpec) -> None:
     _by_fingerprint[spec.fingerprint] = spec
 
 
-def jitted_formula(fingerprint: str, role: str, float32: bool = False):
+def jitted_formula(fingerprint: str, role: str, float32: bool = False, target: str = "cpu"):
     """The ``numba.njit`` form of a formula (for generated kernel modules).
 
     Plain Python helpers the formula calls are compiled the same way, since numba cannot
     inline a call to an uncompiled function. ``float32=True`` gives the formula's float32
     variant (see `float32_variant`), which float32 kernels call so that their loops vectorise.
+    ``target="cuda"`` gives the form a CUDA kernel inlines: a float32 variant keeps ``math``
+    (libdevice's float32 functions, not vmath's CPU polynomials), and where the loss shares rows
+    (`shares_rows`) ``row_range`` and ``across_lanes_*`` are `lossforge.kernels.warp`'s, for a
+    warp running one row (device code: it compiles in CUDA kernels only).
     """
-    key = (fingerprint, role, float32)
+    key = (fingerprint, role, float32, target)
     if key not in _compiled:
         spec = _by_fingerprint[fingerprint]
         fn = {"value": spec.value, "grad": spec.grad, "fused_grad": spec.fused_grad}[role]
-        _compiled[key] = _jit_with_helpers(fn, {}, float32)
+        cuda = target == "cuda"
+        _compiled[key] = _jit_with_helpers(fn, {}, float32, lanes=cuda and shares_rows(spec),
+                                           polynomials=not cuda)
     return _compiled[key]
 
 
-def float32_variant(fn):
+def shares_rows(spec) -> bool:
+    """Whether ``spec`` is row-wise and its formulas (or their helpers) loop with
+    ``row_range``: its CUDA kernel then runs a warp per row (`lossforge.kernels.warp`)."""
+    if spec.kind != "rowwise":
+        return False
+    seen: set = set()
+    return any(fn is not None and _uses_name(fn, "row_range", seen)
+               for fn in (spec.value, spec.grad, spec.fused_grad))
+
+
+def _uses_name(fn, name: str, seen: set) -> bool:
+    fn = getattr(fn, "py_func", fn)
+    if id(fn) in seen:
+        return False
+    seen.add(id(fn))
+    names = _global_names(fn.__code__)
+    if name in names:
+        return True
+    cells = [c.cell_contents for c in fn.__closure__ or ()]
+    found = [fn.__globals__.get(n) for n in names] + cells
+    return any(isinstance(value, types.FunctionType) and _uses_name(value, name, seen)
+               for value in found)
+
+
+def float32_variant(fn, polynomials: bool = True):
     """A copy of the plain-Python formula ``fn`` that computes in float32 where ``fn`` does.
 
     Numba widens ``float32 op 1.0`` to float64 (a Python float is a float64 constant), and its
@@ -535,6 +568,10 @@ def float32_variant(fn):
     ``math`` (float32 polynomials of ``log``/``exp``/``log1p``/``tanh``, within 2 ulp), and
     ``float(v)`` becomes a float32 cast. Integers are left alone (they may be indices), so an
     integer literal still widens its expression to float64: correct, only slower.
+
+    ``polynomials=False`` (CUDA kernels): ``math`` keeps its functions, with float32 constants
+    (`lossforge.kernels.vmath.F32_LIBM`), and no helper is replaced: on a GPU numba-cuda calls
+    libdevice's float32 ``logf``/``expf``..., and vmath's functions are CPU code.
     """
     from .kernels import vmath
     names = _global_names(fn.__code__)
@@ -542,13 +579,13 @@ def float32_variant(fn):
     for name in names:
         value = namespace.get(name, getattr(builtins, name, None))
         if value is math:
-            namespace[name] = vmath.F32_MATH
+            namespace[name] = vmath.F32_MATH if polynomials else vmath.F32_LIBM
         elif value is float:
             namespace[name] = vmath.to_float32
         elif isinstance(value, float):
             namespace[name] = np.float32(value)
-        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType)) and \
-                value in vmath.REPLACEMENTS:
+        elif polynomials and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)) \
+                and value in vmath.REPLACEMENTS:
             namespace[name] = vmath.REPLACEMENTS[value]
     cells = tuple(types.CellType(np.float32(c.cell_contents) if isinstance(c.cell_contents, float)
                                  else c.cell_contents) for c in fn.__closure__ or ()) or None
@@ -569,36 +606,48 @@ def _float32_code(code):
     return code.replace(co_consts=consts)
 
 
-def _jit_with_helpers(fn, done: dict, float32: bool = False):
+def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False,
+                      polynomials: bool = True):
     import numba
     fn = getattr(fn, "py_func", fn)
     if id(fn) in done:
         return done[id(fn)]
     options = dict(inline="always", error_model="numpy")
     names = _global_names(fn.__code__)
-    replaced = _float32_replacements() if float32 else {}
+    replaced = dict(_float32_replacements() if float32 and polynomials else {})
+    if lanes:
+        from .kernels import warp
+        replaced.update(warp.REPLACEMENTS)
     helpers = {name: value for name, value in fn.__globals__.items()
                if name in names and isinstance(value, types.FunctionType) and value not in replaced}
     cells = fn.__closure__ or ()
-    if not float32 and not helpers and \
+    if not float32 and not lanes and not helpers and \
             not any(isinstance(c.cell_contents, types.FunctionType) for c in cells):
         done[id(fn)] = jitted = numba.njit(**options)(fn)
         return jitted
     # a copy of the function whose helper functions (globals or closure cells) are compiled too
     if float32:
-        clone = float32_variant(fn)
+        clone = float32_variant(fn, polynomials)
         namespace, closure = clone.__globals__, clone.__closure__
     else:
         namespace = dict(fn.__globals__)
         closure = tuple(types.CellType(c.cell_contents) for c in cells) or None
         clone = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, closure)
         clone.__qualname__, clone.__module__ = fn.__qualname__, fn.__module__
+    if lanes:
+        for name in names & namespace.keys():
+            value = namespace[name]
+            if name == warp.ROW_RANGE_NAME:
+                namespace[name] = warp.lane_range
+            elif isinstance(value, types.FunctionType) and value in warp.REPLACEMENTS:
+                namespace[name] = warp.REPLACEMENTS[value]
     done[id(fn)] = jitted = numba.njit(**options)(clone)
     for name, helper in helpers.items():
-        namespace[name] = _jit_with_helpers(helper, done, float32)
+        namespace[name] = _jit_with_helpers(helper, done, float32, lanes, polynomials)
     for cell in closure or ():
         if isinstance(cell.cell_contents, types.FunctionType):
-            cell.cell_contents = _jit_with_helpers(cell.cell_contents, done, float32)
+            cell.cell_contents = _jit_with_helpers(cell.cell_contents, done, float32, lanes,
+                                                   polynomials)
     return jitted
 
 

@@ -265,11 +265,14 @@ def _load(module_name: str, source: str, loss: str = "?") -> ModuleType:
     return module
 
 
-def _slot(spec, template: str, constants=()) -> str:
+def _slot(spec, template: str, constants=(), float32: bool = False) -> str:
     """The slot text binding a template's formula names to ``spec``'s compiled formulas, with
-    the parameters in ``constants`` (``((index, value), ...)``) as literals."""
+    the parameters in ``constants`` (``((index, value), ...)``) as literals; ``float32``: the
+    formulas' float32 variants (``template_cuda.py``'s float32 module, `_cuda_slot`)."""
     if template == "template_elementwise.py":
         return _elementwise_slot(spec, constants)
+    if template == "template_cuda.py":
+        return _cuda_slot(spec, constants, float32)
     if template == "template.py" and spec.float32_math:
         text = _rowwise_float32_slot(spec, constants)
     else:
@@ -282,30 +285,47 @@ def _slot(spec, template: str, constants=()) -> str:
     return text
 
 
-def _plain_slot(spec, constants) -> str:
-    """The slot calling ``spec``'s formulas as written (float64 arithmetic)."""
-    params = _param_args(spec, constants)
-    lines = ["from lossforge.registry import jitted_formula as _jitted",
-             f"_VALUE = _jitted({spec.fingerprint!r}, 'value')"]
+def _cuda_slot(spec, constants, float32: bool) -> str:
+    """``template_cuda.py``'s slot: the formulas in the form a CUDA kernel inlines
+    (`lossforge.registry.jitted_formula`'s target ``"cuda"``: a warp per row where the formulas
+    share rows, ``LANES = 32``; libdevice's float32 math in a float32 variant). Under the
+    simulator, which runs the formulas as CPU code, their CPU form: one lane reads a row whole
+    and the others repeat it."""
+    from lossforge import registry
+    lanes = 32 if registry.shares_rows(spec) else 1
+    target = 'target="cpu" if SIMULATOR else "cuda"'
+    return _plain_slot(spec, constants, target, float32) + f"\n\nLANES = {lanes}\n"
+
+
+def _plain_slot(spec, constants, option: str = "", float32: bool = False) -> str:
+    """The slot calling ``spec``'s formulas as written (float64 arithmetic), or with ``float32``
+    their float32 variants on float32 elements and parameters (elementwise losses); ``option``,
+    e.g. ``'target="cuda"'``, is passed on to `lossforge.registry.jitted_formula`."""
+    params = _param_args(spec, constants, "float32" if float32 else "")
+    option = (", float32=True" if float32 else "") + (f", {option}" if option else "")
+    lines = ["from numba import float32",
+             "from lossforge.registry import jitted_formula as _jitted",
+             f"_VALUE = _jitted({spec.fingerprint!r}, 'value'{option})"]
     if spec.grad is not None:
-        lines.append(f"_GRAD = _jitted({spec.fingerprint!r}, 'grad')")
+        lines.append(f"_GRAD = _jitted({spec.fingerprint!r}, 'grad'{option})")
     if spec.kind == "rowwise":
         value = f"_VALUE(y, p, j{params})"
         grad = f"_GRAD(y, p, j, scale, grad{params})"
     else:
-        element = f"float64(y[j]), float64(p[j]){params}"  # the formulas' arguments at j
-        value = f"_VALUE({element})"
+        cast = "float32" if float32 else "float64"
+        element = f"{cast}(y[j]), {cast}(p[j]){params}"  # the formulas' arguments at j
+        value = f"float64(_VALUE({element}))"
         grad = f"grad[j] = scale * _GRAD({element})"
     if spec.grad is None:
         grad = "pass  # no gradient formula: never called (mode has no GRAD bit)"
     fused = []
     if spec.fused_grad is not None:
-        lines.append(f"_FUSED = _jitted({spec.fingerprint!r}, 'fused_grad')")
+        lines.append(f"_FUSED = _jitted({spec.fingerprint!r}, 'fused_grad'{option})")
         if spec.kind == "rowwise":
             body = [f"    return _FUSED(y, p, j, scale, grad{params})"]
         else:  # (loss, dloss/dp)
             body = [f"    v, g = _FUSED({element})",
-                    "    grad[j] = scale * g", "    return v"]
+                    "    grad[j] = scale * g", "    return float64(v)"]
         fused = ['@njit(inline="always", error_model="numpy")',
                  "def FUSED_AT(y, p, j, scale, grad, params):", *body, "", ""]
     return "\n".join(lines + [
@@ -434,14 +454,14 @@ def loss_kernels(spec, constants=()):
     return generated_module(spec, template, constants=constants)
 
 
-def generated_module(spec, template: str, prefix: str = "", constants=()):
+def generated_module(spec, template: str, prefix: str = "", constants=(), float32: bool = False):
     """``template`` (a file of this package) with ``spec``'s formula slot, imported once.
 
     The module file is ``<prefix><loss>_<formula fingerprint>.py`` in `cache_directory` (whose
     name fingerprints the templates), so each loss's compiled kernels cache under their own
     name; ``_c<hash>`` is appended for a slot with ``constants`` (see `loss_kernels`).
     """
-    key = (template, spec.fingerprint, constants)
+    key = (template, spec.fingerprint, constants, float32)
     module = _modules.get(key)
     if module is not None:
         return module
@@ -451,7 +471,8 @@ def generated_module(spec, template: str, prefix: str = "", constants=()):
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-            source = head + _SLOT_BEGIN + _slot(spec, template, constants) + _SLOT_END + tail
+            slot = _slot(spec, template, constants, float32)
+            source = head + _SLOT_BEGIN + slot + _SLOT_END + tail
             name = f"{prefix}{_safe(spec.name)}_{spec.fingerprint}"
             if constants:
                 name += "_c" + hashlib.sha256(repr(constants).encode()).hexdigest()[:8]

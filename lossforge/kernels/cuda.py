@@ -197,10 +197,13 @@ def configure(threads: int | None = None, blocks: int | None = None) -> tuple[in
     return previous
 
 
-def launch_configuration(n: int, threads: int | None = None) -> tuple[int, int]:
-    """``(blocks, threads)`` of a launch over ``n`` elements (a power of two of threads, fewer
-    than configured when ``n`` is smaller; at most the configured number of blocks)."""
+def launch_configuration(n: int, threads: int | None = None, lanes: int = 1) -> tuple[int, int]:
+    """``(blocks, threads)`` of a launch over ``n`` elements of ``lanes`` threads each (a power
+    of two of threads, fewer than configured when ``n * lanes`` is smaller but at least
+    ``lanes``; at most the configured number of blocks)."""
+    n *= lanes
     threads = min(_threads if threads is None else threads, 1 << max(0, n - 1).bit_length())
+    threads = max(threads, lanes)
     return max(1, min(_max_blocks, -(-n // threads))), threads
 
 
@@ -511,12 +514,26 @@ def _scratch() -> _Scratch:
 
 # --- kernels -------------------------------------------------------------------------------------
 
-def kernel_module(spec):
-    """The CUDA kernel module of ``spec`` (``loss_pass``), generated and imported on first use,
-    like the CPU one (`lossforge.kernels.generated_module`) from ``template_cuda.py``."""
-    from .. import kernels
-    module = spec.__dict__["_cuda_kernels"] = kernels.generated_module(spec, "template_cuda.py",
-                                                                        prefix="cuda_")
+def computes_in_float32(spec, kernel_dtype) -> bool:
+    """Whether ``spec``'s CUDA kernel for ``kernel_dtype`` inputs runs its formulas' float32
+    variant: float32 elementwise losses with ``float32_math``, as on the CPU (row-wise
+    formulas keep float64: their sums are long, and a warp shares the row's reads)."""
+    return spec.float32_math and spec.kind == "elementwise" and \
+        np.dtype(kernel_dtype) == np.float32
+
+
+def kernel_module(spec, kernel_dtype=np.float64):
+    """The CUDA kernel module of ``spec`` (``loss_pass``) for ``kernel_dtype`` inputs,
+    generated and imported on first use, like the CPU one
+    (`lossforge.kernels.generated_module`) from ``template_cuda.py``: one module for float64
+    formulas (any dtype), another for float32 variants (`computes_in_float32`)."""
+    float32 = computes_in_float32(spec, kernel_dtype)
+    attribute = "_cuda_kernels32" if float32 else "_cuda_kernels"
+    module = spec.__dict__.get(attribute)
+    if module is None:
+        from .. import kernels
+        module = spec.__dict__[attribute] = kernels.generated_module(
+            spec, "template_cuda.py", prefix="cuda32_" if float32 else "cuda_", float32=float32)
     return module  # kept on the spec, as the CPU module is (`lossforge.compute.run`)
 
 
@@ -606,7 +623,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     sums = (0.0, 0.0, 0.0)
     folded = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
-        module = spec.__dict__.get("_cuda_kernels") or kernel_module(spec)
+        module = kernel_module(spec, kd)
         w, middle, inner = _device_weights(weights, loss_shape, kd, scratch)
         mode = (VALUES if none else 0) | (GRAD if with_grad else 0)
         grad_scale = 1.0
@@ -615,7 +632,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
             if folded:
                 mode |= SCALED
                 grad_scale = float(scales[1])
-        blocks, threads = launch_configuration(n)
+        blocks, threads = launch_configuration(n, lanes=module.LANES)
         args = (dy, dp, w, int(middle), int(inner), tuple(float(v) for v in params), int(n),
                 values, grad, mode, grad_scale, scratch.partials(blocks), scratch.done,
                 scratch.totals)
@@ -785,8 +802,9 @@ def check_ptx(ccs=((8, 0), (9, 0)), specs=None, dtypes=(np.float32, np.float64),
             variant = np.dtype(dtype).name
             try:
                 signature = loss_signature(spec, dtype)
-                jobs.append((spec.name, variant, lambda s=spec: kernel_module(s).loss_pass,
-                             signature, None))
+                jobs.append((spec.name, variant,
+                             lambda s=spec, d=dtype: kernel_module(s, d).loss_pass, signature,
+                             None))
             except Exception as exc:  # no example inputs: cannot know the kernel's layout
                 jobs.append((spec.name, variant, None, None, f"{type(exc).__name__}: {exc}"))
     if support:

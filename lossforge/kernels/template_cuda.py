@@ -19,7 +19,8 @@ first call of each process.
 """
 from numba import cuda, float64, int32, njit
 
-from lossforge.kernels.cuda import GRAD, MAX_THREADS, SCALED, VALUES, block_tree_sum, device_view
+from lossforge.kernels.cuda import (  # SIMULATOR: for the slot (`lossforge.kernels._slot`)
+    GRAD, MAX_THREADS, SCALED, SIMULATOR, VALUES, block_tree_sum, device_view)
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
 @njit(inline="always")
@@ -38,6 +39,9 @@ def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):
     if write_grad:
         GRAD_AT(y, p, j, scale, grad, params)
     return v
+
+
+LANES = 1  # threads sharing a loss element: 32 (a warp) for row formulas that share rows
 # --- end of formula slot ---
 
 
@@ -46,15 +50,16 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, grad_scale,
               totals):
     """One pass over the ``n`` loss elements: the partial state, and values/gradient per `mode`.
 
-    Each thread walks a grid-stride loop over flat loss elements ``j`` (elementwise losses: one
-    element; row-wise ones: one row or fibre, read whole by the row formula), accumulating
-    ``sum L*W``, ``sum W`` and ``count W != 0`` in float64 registers, like ``template.py``'s
-    loop. The block then sums its threads' partials with a shared-memory tree and thread 0
-    writes them to ``partials[blockIdx]``. The last block to finish (an int32 ticket taken
-    from ``done[0]`` after a ``threadfence``, as in CUDA's threadFenceReduction sample) sums
-    the block partials in block order into ``totals`` and sets ``done[0]`` back to 0 for the
-    next launch: one launch instead of a second, one-block pass (each launch costs tens of
-    microseconds on the host). Block order is fixed, so a result does not depend on
+    Each group of ``LANES`` threads walks a grid-stride loop over flat loss elements ``j``
+    (elementwise losses: one element, one thread; row-wise ones: one row or fibre, read by the
+    row formula, whole in one thread or shared by a warp: `lossforge.kernels.warp`), its first
+    lane accumulating ``sum L*W``, ``sum W`` and ``count W != 0`` in float64 registers, like
+    ``template.py``'s loop. The block then sums its threads' partials with a shared-memory
+    tree and thread 0 writes them to ``partials[blockIdx]``. The last block to finish (an int32
+    ticket taken from ``done[0]`` after a ``threadfence``, as in CUDA's threadFenceReduction
+    sample) sums the block partials in block order into ``totals`` and sets ``done[0]`` back
+    to 0 for the next launch: one launch instead of a second, one-block pass (each launch
+    costs tens of microseconds on the host). Block order is fixed, so a result does not depend on
     scheduling (no float atomics): for one launch configuration it is bit-for-bit
     reproducible. ``partials`` needs at least ``gridDim.x`` rows (a buffer sized for the
     largest grid is reused across launches).
@@ -69,7 +74,7 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, grad_scale,
     afterwards, once the state is known), or with ``mode & SCALED`` ``grad_scale * dL/dp``: a
     scalar weight with the denominator folded in, known before the pass (as the CPU kernels'
     second weight, `lossforge.compute._fold_denominator`), which spares a second pass over the
-    gradient. Requires ``blockDim.x`` a power of two <= ``MAX_THREADS``.
+    gradient. Requires ``blockDim.x`` a power of two <= ``MAX_THREADS`` and >= ``LANES``.
     """
     shared = cuda.shared.array((3, MAX_THREADS), float64)
     t = cuda.threadIdx.x
@@ -82,7 +87,9 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, grad_scale,
     weights = 0.0
     nonzero = 0.0
     scalar_weight = w.size == 1
-    for j in range(cuda.blockIdx.x * cuda.blockDim.x + t, n, cuda.gridDim.x * cuda.blockDim.x):
+    lead = t % LANES == 0  # (the whole warp goes round the loop: the lanes' exchanges need it)
+    for j in range((cuda.blockIdx.x * cuda.blockDim.x + t) // LANES, n,
+                   cuda.gridDim.x * cuda.blockDim.x // LANES):
         if scalar_weight:
             wt = float64(w[0, 0, 0])
         else:
@@ -94,11 +101,12 @@ def loss_pass(y, p, w, middle, inner, params, n, values, grad, mode, grad_scale,
                            ii if w.shape[2] > 1 else 0])
         v = LOSS_GRAD_AT(yv, pv, j, grad_scale if mode & SCALED else wt, gv, params,
                          (mode & GRAD) != 0) * wt
-        weighted += v
-        weights += wt
-        nonzero += 1.0 if wt != 0.0 else 0.0
-        if mode & VALUES:
-            values[j] = v
+        if lead:
+            weighted += v
+            weights += wt
+            nonzero += 1.0 if wt != 0.0 else 0.0
+            if mode & VALUES:
+                values[j] = v
     shared[0, t] = weighted
     shared[1, t] = weights
     shared[2, t] = nonzero

@@ -44,7 +44,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "reassoc_add", "F32_MATH",
-           "REPLACEMENTS", "sweep", "sweep_pow"]
+           "F32_LIBM", "REPLACEMENTS", "sweep", "sweep_pow"]
 
 _STRICT = dict(fastmath=False, error_model="numpy")
 
@@ -557,21 +557,25 @@ def row_diff_sums(y, p):
     return s, ss, np.float64(y[p.shape[0]]) if n > p.shape[0] else np.float64(n)
 
 
-def _f32_math() -> ModuleType:
-    """``math`` with the functions above and float32 constants (``inf``, ``nan``, ``pi``...)."""
-    module = ModuleType("lossforge.kernels.vmath.F32_MATH", "math, as float32 kernels see it")
-    for name in dir(math):
-        if not name.startswith("_"):
-            setattr(module, name, getattr(math, name))
-    for name in ("inf", "nan", "pi", "e", "tau"):
-        setattr(module, name, np.float32(getattr(math, name)))
-    for function in (log, exp, log1p, tanh, sinh, pow):
+def _f32_math(name: str, functions=()) -> ModuleType:
+    """``math`` with float32 constants (``inf``, ``nan``, ``pi``...) and ``functions``."""
+    module = ModuleType(f"lossforge.kernels.vmath.{name}", "math, as float32 kernels see it")
+    for attr in dir(math):
+        if not attr.startswith("_"):
+            setattr(module, attr, getattr(math, attr))
+    for attr in ("inf", "nan", "pi", "e", "tau"):
+        setattr(module, attr, np.float32(getattr(math, attr)))
+    for function in functions:
         setattr(module, function.__name__, function)
     sys.modules[module.__name__] = module  # numba resolves module globals through sys.modules
     return module
 
 
-F32_MATH = _f32_math()
+#: ``math`` in the float32 variants of the CPU kernels: the polynomials above.
+F32_MATH = _f32_math("F32_MATH", (log, exp, log1p, tanh, sinh, pow))
+#: ``math`` in the float32 variants of the CUDA kernels: its own functions, which numba-cuda
+#: compiles to libdevice's float32 ``logf``, ``expf``... (CUDA documents 1-4 ulp for them).
+F32_LIBM = _f32_math("F32_LIBM")
 
 def _replacements() -> dict:
     from lossforge import formulas
