@@ -77,6 +77,9 @@ def test_parameter_keys_keep_types_apart_and_refuse_non_scalars():
     assert key({"axis": 1, "name": "x"}) == (("axis", int, 1), ("name", str, "x"))
     assert key({"class_weights": np.ones(3)}) is None
     assert key({"delta": np.float32(1.0)}) is None  # a NumPy scalar: the general path
+    # an option not given (the TF API's cosine_distance(..., dim=None)) keys as None
+    assert key({"axis": 1, "dim": None}) == (("axis", int, 1), ("dim", type(None), None))
+    assert key({"dim": None}) != key({"dim": 0})
 
 
 def _device_array(shape, strides, dtype=np.float32):

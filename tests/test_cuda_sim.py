@@ -397,6 +397,16 @@ def _worker(shard: int, shards: int, gpu: bool = False) -> None:
               cpu_inputs=(labels, logits, w))
         check(sparse, "empty rows", np.zeros(0, np.int64), np.zeros((0, 5)), 1.0, Reduction.MEAN,
               {})
+        # the TF API's wrapper takes the labels' shape from a device array (no host copy)
+        pairwise_api = lossforge.losses.mean_pairwise_squared_error
+        yp, pp = rng.normal(size=(2, 6, 4))
+        for weight in (2.0, np.full((6, 1), 0.5)):
+            got = pairwise_api(cuda.to_device(yp), cuda.to_device(pp), weight, device="cuda")
+            want = pairwise_api(yp, pp, weight)
+            cases += 1
+            if not np.isclose(got, want, rtol=1e-6):
+                failures.append(f"losses.mean_pairwise_squared_error on device arrays, weights "
+                                f"{np.shape(weight)}: {got!r} != {want!r}")
         # a strided (non-contiguous) device view; not `.T`: a real GPU's 2-D transpose is a
         # contiguous copy made by a kernel (the simulator's is a view)
         strided = cuda.to_device(np.arange(12.0).reshape(3, 4))[:, ::2]

@@ -97,12 +97,14 @@ def _describe(array):
 
 
 def _params_key(params: dict):
-    """``params`` as a key, or None when a value is not a Python scalar (True == 1 == 1.0 as
-    keys: the types keep them apart)."""
+    """``params`` as a key, or None when a value is not a Python scalar or None (True == 1 ==
+    1.0 as keys: the types keep them apart). None: an option not given (the TF API passes
+    ``cosine_distance``'s ``dim=None``)."""
     key = []
     for name, value in params.items():
         kind = type(value)
-        if kind is not float and kind is not int and kind is not bool and kind is not str:
+        if kind is not float and kind is not int and kind is not bool and kind is not str and \
+                value is not None:
             return None
         key.append((name, kind, value))
     return tuple(key)
