@@ -158,14 +158,20 @@ def across_lanes_max(m):
     """The maximum of ``m`` over the lanes sharing a row (one lane on the CPU: ``m``)."""
     return m
 
-def _row_logsumexp(row):
-    """``(m, log(sum(exp(row - m))))`` with ``m = max(row)``: the max-shifted, stable form."""
+def _row_max(row):
+    """``max(row)`` in float64 (-inf for an empty row; a NaN entry never wins: the sums that
+    use ``m`` carry it)."""
     m = -math.inf
     for k in row_range(row.shape[0]):
         v = float(row[k])
         if v > m:
             m = v
-    m = across_lanes_max(m)
+    return across_lanes_max(m)
+
+
+def _row_logsumexp(row):
+    """``(m, log(sum(exp(row - m))))`` with ``m = max(row)``: the max-shifted, stable form."""
+    m = _row_max(row)
     s = 0.0
     for k in row_range(row.shape[0]):
         s += math.exp(float(row[k]) - m)

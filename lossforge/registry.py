@@ -617,7 +617,10 @@ def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False
     replaced = dict(_float32_replacements() if float32 and polynomials else {})
     if lanes:
         from .kernels import warp
-        replaced.update(warp.REPLACEMENTS)
+        lane_replacements = dict(warp.REPLACEMENTS)
+        if float32:
+            lane_replacements.update(warp.FLOAT32_REPLACEMENTS)
+        replaced.update(lane_replacements)
     helpers = {name: value for name, value in fn.__globals__.items()
                if name in names and isinstance(value, types.FunctionType) and value not in replaced}
     cells = fn.__closure__ or ()
@@ -639,8 +642,10 @@ def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False
             value = namespace[name]
             if name == warp.ROW_RANGE_NAME:
                 namespace[name] = warp.lane_range
-            elif isinstance(value, types.FunctionType) and value in warp.REPLACEMENTS:
-                namespace[name] = warp.REPLACEMENTS[value]
+            elif isinstance(value, types.FunctionType) and value in lane_replacements:
+                replacement = lane_replacements[value]  # compiled, or plain Python to compile
+                namespace[name] = (_jit_with_helpers(replacement, done, False, lanes, polynomials)
+                                   if isinstance(replacement, types.FunctionType) else replacement)
     done[id(fn)] = jitted = numba.njit(**options)(clone)
     for name, helper in helpers.items():
         namespace[name] = _jit_with_helpers(helper, done, float32, lanes, polynomials)

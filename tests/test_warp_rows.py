@@ -4,12 +4,13 @@ The CUDA kernel of a row-wise loss whose formulas loop with ``row_range`` runs a
 each lane visits every 32nd entry and ``across_lanes_sum``/``across_lanes_max`` combine the
 lanes' partial results with ``shfl_xor`` exchanges. The simulator runs the formulas' CPU form
 (it has no shuffles), so this test runs the formulas' Python source, and warp.py's own
-``lane_range``/``lanes_sum``/``lanes_max`` source, in 32 Python threads whose ``cuda`` is a stand-in:
-``threadIdx.x`` is the thread's lane and ``shfl_xor_sync`` exchanges values through a barrier,
-as a warp does. Checked for every built-in row-wise loss (and its options' formulas): each
-lane returns the same bits (the kernel keeps lane 0's), and the loss and the gradient the
-lanes write together agree with the formulas' one-lane (CPU) form. A missing reduction or a
-term added in every lane would be off by up to 32x.
+``lane_range``/``lanes_sum``/``lanes_max`` source, in 32 Python threads whose ``cuda`` is a
+stand-in: ``threadIdx.x`` is the thread's lane and ``shfl_xor_sync`` exchanges values through
+a barrier, as a warp does. Checked for every built-in row-wise loss (and its options'
+formulas): each lane returns the same bits (the kernel keeps lane 0's), and the loss and the
+gradient the lanes write together agree with the formulas' one-lane (CPU) form. A missing
+reduction or a term added in every lane would be off by up to 32x. Also warp.py's
+``row_logsumexp32`` (float32 kernels' log-sum-exp) against the formulas'.
 
 On a GPU, tests/test_cuda_gpu.py checks the compiled kernels against the CPU path.
 """
@@ -76,16 +77,18 @@ def _warp_formulas(cuda_stand_in):
     return namespace
 
 
-def _on_a_warp(fn, args_of_lane):
-    """``fn(*args_of_lane(lane))`` in 32 threads at once; the 32 results."""
+def _on_a_warp(name, args, namespace_of=None):
+    """``name(*args)`` in 32 threads at once, each a lane of one warp, ``name`` taken from
+    ``namespace_of(cuda_stand_in)`` (default: `_warp_formulas`); the 32 results."""
     cuda_stand_in = _Warp()
-    lane_fn = _warp_formulas(cuda_stand_in)[fn.__name__]
+    lane_fn = (namespace_of or _warp_formulas)(cuda_stand_in)[name]
     results, errors = [None] * LANES, []
 
     def lane_main(lane):
         try:
-            results[lane] = cuda_stand_in.run(lane, lambda: lane_fn(*args_of_lane(lane)))
-        except BaseException as exc:  # reported below; the barrier's timeout unblocks the rest
+            with np.errstate(invalid="ignore"):  # (-inf - -inf is NaN: the formulas carry it)
+                results[lane] = cuda_stand_in.run(lane, lambda: lane_fn(*args))
+        except BaseException as exc:  # reported below; abort() unblocks the other lanes
             errors.append(exc)
             cuda_stand_in._barrier.abort()
 
@@ -163,7 +166,7 @@ def test_a_warp_computes_a_row_as_one_lane_does(spec, classes):
         rows = int(np.prod(prepared.loss_shape))
         for j in range(rows):
             where = f"{case}, row {j}"
-            values = _on_a_warp(spec.value, lambda lane: (y, p, j, *params))
+            values = _on_a_warp(spec.value.__name__, (y, p, j, *params))
             assert _same_bits(values), f"{where}: lanes disagree: {set(map(float, values))}"
             one_lane = spec.value(y, p, j, *params)
             np.testing.assert_allclose(values[0], one_lane, rtol=1e-12, atol=1e-12,
@@ -175,10 +178,39 @@ def test_a_warp_computes_a_row_as_one_lane_does(spec, classes):
                 expected = np.zeros(p.shape)
                 returned = fn(y, p, j, 0.5, expected, *params)
                 shared = np.zeros(p.shape)
-                results = _on_a_warp(fn, lambda lane: (y, p, j, 0.5, shared, *params))
+                results = _on_a_warp(fn.__name__, (y, p, j, 0.5, shared, *params))
                 np.testing.assert_allclose(shared, expected, rtol=1e-12, atol=1e-12,
                                            err_msg=f"{where}: {role}")
                 if role == "fused_grad":
                     assert _same_bits(results), f"{where}: {role}: lanes disagree"
                     np.testing.assert_allclose(results[0], returned, rtol=1e-12, atol=1e-12,
                                                err_msg=f"{where}: {role}")
+
+
+def _warp_module(cuda_stand_in):
+    """warp.py's namespace with the formulas' row helpers in their warp form."""
+    shared = _warp_formulas(cuda_stand_in)
+    namespace = dict(vars(warp))
+    for name in ("row_range", "across_lanes_sum", "_row_max"):
+        namespace[name] = shared[name]
+    namespace["row_logsumexp32"] = _python(warp.row_logsumexp32, namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("width", [1, 5, 33, 1000])
+def test_the_float32_row_logsumexp_of_a_warp_is_the_formulas(width):
+    # row_logsumexp32 replaces formulas._row_logsumexp in float32 CUDA kernels (its exps are
+    # float32 on a GPU; here numba's float32() casts and Python's float64 exps)
+    rng = np.random.default_rng(width)
+    rows = [(3 * rng.normal(size=width)).astype(np.float32),
+            np.full(width, -np.inf, np.float32), np.full(width, 7.0, np.float32)]
+    if width > 1:
+        nan_row = rows[0].copy()
+        nan_row[width // 2] = np.nan
+        rows.append(nan_row)
+    for row in rows:
+        results = _on_a_warp("row_logsumexp32", (row,), _warp_module)
+        assert _same_bits([m for m, _ in results]) and _same_bits([s for _, s in results])
+        m, lse = formulas._row_logsumexp(row)
+        np.testing.assert_allclose(results[0], (m, lse), rtol=1e-6, atol=1e-7,
+                                   err_msg=str(row[:4]))

@@ -299,8 +299,8 @@ def _cuda_slot(spec, constants, float32: bool) -> str:
 
 def _plain_slot(spec, constants, option: str = "", float32: bool = False) -> str:
     """The slot calling ``spec``'s formulas as written (float64 arithmetic), or with ``float32``
-    their float32 variants on float32 elements and parameters (elementwise losses); ``option``,
-    e.g. ``'target="cuda"'``, is passed on to `lossforge.registry.jitted_formula`."""
+    their float32 variants on float32 elements, parameters and gradient scale; ``option``, e.g.
+    ``'target="cuda"'``, is passed on to `lossforge.registry.jitted_formula`."""
     params = _param_args(spec, constants, "float32" if float32 else "")
     option = (", float32=True" if float32 else "") + (f", {option}" if option else "")
     lines = ["from numba import float32",
@@ -309,8 +309,9 @@ def _plain_slot(spec, constants, option: str = "", float32: bool = False) -> str
     if spec.grad is not None:
         lines.append(f"_GRAD = _jitted({spec.fingerprint!r}, 'grad'{option})")
     if spec.kind == "rowwise":
-        value = f"_VALUE(y, p, j{params})"
-        grad = f"_GRAD(y, p, j, scale, grad{params})"
+        scale = "float32(scale)" if float32 else "scale"
+        value = f"float64(_VALUE(y, p, j{params}))"
+        grad = f"_GRAD(y, p, j, {scale}, grad{params})"
     else:
         cast = "float32" if float32 else "float64"
         element = f"{cast}(y[j]), {cast}(p[j]){params}"  # the formulas' arguments at j
@@ -322,7 +323,7 @@ def _plain_slot(spec, constants, option: str = "", float32: bool = False) -> str
     if spec.fused_grad is not None:
         lines.append(f"_FUSED = _jitted({spec.fingerprint!r}, 'fused_grad'{option})")
         if spec.kind == "rowwise":
-            body = [f"    return _FUSED(y, p, j, scale, grad{params})"]
+            body = [f"    return float64(_FUSED(y, p, j, {scale}, grad{params}))"]
         else:  # (loss, dloss/dp)
             body = [f"    v, g = _FUSED({element})",
                     "    grad[j] = scale * g", "    return float64(v)"]

@@ -516,10 +516,18 @@ def _scratch() -> _Scratch:
 
 def computes_in_float32(spec, kernel_dtype) -> bool:
     """Whether ``spec``'s CUDA kernel for ``kernel_dtype`` inputs runs its formulas' float32
-    variant: float32 elementwise losses with ``float32_math``, as on the CPU (row-wise
-    formulas keep float64: their sums are long, and a warp shares the row's reads)."""
-    return spec.float32_math and spec.kind == "elementwise" and \
-        np.dtype(kernel_dtype) == np.float32
+    variant: float32 inputs of a loss with ``float32_math``, as on the CPU, if it is
+    elementwise or its row formula calls ``math`` (the softmaxes' ``exp``: float32 on the GPU,
+    their row sums float64, `lossforge.kernels.warp.row_logsumexp32`). Memory-bound row
+    formulas (cosine, pairwise) keep float64: it costs them nothing on a GPU."""
+    if np.dtype(kernel_dtype) != np.float32 or not spec.float32_math:
+        return False
+    known = spec.__dict__.get("_cuda_float32")
+    if known is None:
+        from ..registry import calls_math
+        known = spec.__dict__["_cuda_float32"] = (spec.kind == "elementwise" or
+                                                  calls_math(spec.value))
+    return known
 
 
 def kernel_module(spec, kernel_dtype=np.float64):
