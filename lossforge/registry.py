@@ -644,7 +644,8 @@ def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False
                 namespace[name] = warp.lane_range
             elif isinstance(value, types.FunctionType) and value in lane_replacements:
                 replacement = lane_replacements[value]  # compiled, or plain Python to compile
-                namespace[name] = (_jit_with_helpers(replacement, done, False, lanes, polynomials)
+                # (as written, not as a float32 variant: its own `done`, its helpers' dtypes)
+                namespace[name] = (_jit_with_helpers(replacement, {}, False, lanes, polynomials)
                                    if isinstance(replacement, types.FunctionType) else replacement)
     done[id(fn)] = jitted = numba.njit(**options)(clone)
     for name, helper in helpers.items():

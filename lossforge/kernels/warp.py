@@ -4,12 +4,12 @@ A row formula (`lossforge.formulas`, "row-wise") loops over ``row_range(n)`` and
 it accumulates with ``across_lanes_sum``/``across_lanes_max``. The CUDA kernel of a loss whose
 formulas do so (`lossforge.registry.shares_rows`) runs a warp per row (``template_cuda.py``'s
 ``LANES``), and its formulas are compiled with these in their place
-(`lossforge.registry.jitted_formula`'s ``lanes``): lane ``i`` visits ``k = i, i + 32, ...``,
-so the warp's loads of one step are 32 neighbouring elements (one thread per row read 32 rows
-apart), and a butterfly of ``shfl_xor`` exchanges gives every lane the same total. Addition
-is commutative and the maximum breaks its one tie (zeros' signs), so each lane's total has the
-same bits: the lanes
-take the same branches afterwards and the lane-0 value the kernel keeps is every lane's.
+(`lossforge.registry.jitted_formula`'s ``target="cuda"``): lane ``i`` visits ``k = i, i + 32,
+...``, so the warp's loads of one step are 32 neighbouring elements (one thread per row read
+32 rows apart), and a butterfly of ``shfl_xor`` exchanges gives every lane the same total.
+Addition is commutative and the maximum breaks its one tie (zeros' signs), so each lane's
+total has the same bits: the lanes take the same branches afterwards and the lane-0 value the
+kernel keeps is every lane's.
 
 Device code only: the numba-cuda types of ``cuda.threadIdx`` and ``shfl_xor_sync`` exist in
 the CUDA target, which compiles these inline (no GPU needed to compile, as the rest of the
