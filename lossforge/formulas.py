@@ -158,6 +158,7 @@ def across_lanes_max(m):
     """The maximum of ``m`` over the lanes sharing a row (one lane on the CPU: ``m``)."""
     return m
 
+
 def _row_max(row):
     """``max(row)`` in float64 (-inf for an empty row; a NaN entry never wins: the sums that
     use ``m`` carry it)."""

@@ -231,13 +231,14 @@ def mean_pairwise_squared_error(labels, predictions, weights=1.0, scope=None,
     documented semantics) -- or 0 when no weight is non-zero. There is no ``reduction``
     argument. 1-d inputs have one element per sample and give 0.
     """
-    # TF's rule: the weights broadcast to the inputs' rank. Shapes only: device arrays stay on
-    # the device, and a Python scalar weight stays one (a repeated CUDA call replays a plan)
-    w = weights if type(weights) in (float, int) else as_array(weights, "weights")
-    labels_shape = (tuple(labels.shape) if hasattr(labels, "__cuda_array_interface__")
-                    else np.shape(as_array(labels, "labels")))
-    check_weights_broadcast(np.asarray(w) if type(w) in (float, int) else w, labels_shape)
-    result = _SPECS["mean_pairwise_squared_error"](labels, predictions, w, Reduction.SUM,
+    # TF's rule: the weights broadcast to the inputs' rank, which a Python scalar always does
+    # (and it stays one: a repeated CUDA call replays a plan). Shapes only: device labels stay
+    # on the device
+    if type(weights) not in (float, int):
+        weights = as_array(weights, "weights")
+        check_weights_broadcast(weights, tuple(labels.shape) if hasattr(
+            labels, "__cuda_array_interface__") else np.shape(as_array(labels, "labels")))
+    result = _SPECS["mean_pairwise_squared_error"](labels, predictions, weights, Reduction.SUM,
                                                    device=device)
     add_loss(result, loss_collection, name=f"{scope or 'mean_pairwise_squared_error'}/value")
     return result

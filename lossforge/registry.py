@@ -459,18 +459,24 @@ def _hash_function(fn, digest, seen: set) -> None:
             _hash_value(fn.__globals__[name], digest, seen)
 
 
-def calls_math(fn, seen: set | None = None) -> bool:
+def calls_math(fn) -> bool:
     """Whether the formula ``fn``, or a helper it calls, uses ``math`` (whose float32 variant
     is vmath's polynomials: a loop that is compute-bound, not memory-bound)."""
+    return _reaches(fn, lambda names, values: any(value is math for value in values), set())
+
+
+def _reaches(fn, test, seen: set) -> bool:
+    """Whether ``test(global names, values)`` holds for the formula ``fn`` or a helper it calls
+    (a global or closure-cell function, followed once each)."""
     fn = getattr(fn, "py_func", fn)
-    seen = set() if seen is None else seen
     if id(fn) in seen:
         return False
     seen.add(id(fn))
-    cells = [c.cell_contents for c in fn.__closure__ or ()]
-    found = [fn.__globals__.get(name) for name in _global_names(fn.__code__)] + cells
-    return any(value is math or (isinstance(value, types.FunctionType) and calls_math(value, seen))
-               for value in found)
+    names = _global_names(fn.__code__)
+    values = [fn.__globals__.get(name) for name in names] + \
+        [c.cell_contents for c in fn.__closure__ or ()]
+    return test(names, values) or any(
+        isinstance(value, types.FunctionType) and _reaches(value, test, seen) for value in values)
 
 
 def _global_names(code) -> set:
@@ -540,22 +546,8 @@ def shares_rows(spec) -> bool:
     if spec.kind != "rowwise":
         return False
     seen: set = set()
-    return any(fn is not None and _uses_name(fn, "row_range", seen)
+    return any(fn is not None and _reaches(fn, lambda names, _: "row_range" in names, seen)
                for fn in (spec.value, spec.grad, spec.fused_grad))
-
-
-def _uses_name(fn, name: str, seen: set) -> bool:
-    fn = getattr(fn, "py_func", fn)
-    if id(fn) in seen:
-        return False
-    seen.add(id(fn))
-    names = _global_names(fn.__code__)
-    if name in names:
-        return True
-    cells = [c.cell_contents for c in fn.__closure__ or ()]
-    found = [fn.__globals__.get(n) for n in names] + cells
-    return any(isinstance(value, types.FunctionType) and _uses_name(value, name, seen)
-               for value in found)
 
 
 def float32_variant(fn, polynomials: bool = True):

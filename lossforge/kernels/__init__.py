@@ -303,8 +303,8 @@ def _plain_slot(spec, constants, option: str = "", float32: bool = False) -> str
     ``'target="cuda"'``, is passed on to `lossforge.registry.jitted_formula`."""
     params = _param_args(spec, constants, "float32" if float32 else "")
     option = (", float32=True" if float32 else "") + (f", {option}" if option else "")
-    lines = ["from numba import float32",
-             "from lossforge.registry import jitted_formula as _jitted",
+    lines = ["from numba import float32"] if float32 else []
+    lines += ["from lossforge.registry import jitted_formula as _jitted",
              f"_VALUE = _jitted({spec.fingerprint!r}, 'value'{option})"]
     if spec.grad is not None:
         lines.append(f"_GRAD = _jitted({spec.fingerprint!r}, 'grad'{option})")
