@@ -61,7 +61,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        if weights.ndim == 0 and spec.kind == "elementwise":
+        if weights.ndim == 0:
             w = scalar_weight(weights, kd)
             if with_grad:
                 w, scaled = _fold_denominator(w, reduction, n, grad_factor)

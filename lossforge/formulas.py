@@ -179,6 +179,20 @@ def _row_logsumexp(row):
     return m, math.log(across_lanes_sum(s))
 
 
+def _row_logsumexp_keeping_exps(row, out):
+    """`_row_logsumexp` of a row whose softmax is wanted next, with ``out`` (the row's gradient,
+    about to be written) as scratch: vmath's float32 stand-in leaves ``exp(row - m)`` in it for
+    `_row_softmax_at`, so a CPU kernel takes each ``exp`` once; as written it is not touched
+    (a GPU recomputes an ``exp`` faster than it stores and reloads it)."""
+    return _row_logsumexp(row)
+
+
+def _row_softmax_at(row, exps, k, m, lse):
+    """``softmax(row)_k = exp((row_k - m) - lse')`` from the row's ``m`` and ``lse'`` (``exps``:
+    the scratch `_row_logsumexp_keeping_exps` was given)."""
+    return math.exp((float(row[k]) - m) - lse)
+
+
 def _row_sum(row):
     """``sum(row)``."""
     s = 0.0
@@ -213,13 +227,13 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
     xr = x[j]
     if xr.shape[0] == 0:  # no classes: a sum over nothing is 0 (TF), not lse = -inf times 0
         return 0.0
-    return _softmax_row(z[j], xr, label_smoothing)[0]
-
-
-def _softmax_row(zr, xr, label_smoothing):
-    """``(loss, m, lse', sum_k z'_k)`` of a row with at least one class (see
-    softmax_cross_entropy): the loss and what its gradient needs."""
     m, lse = _row_logsumexp(xr)
+    return _softmax_row(z[j], xr, m, lse, label_smoothing)[0]
+
+
+def _softmax_row(zr, xr, m, lse, label_smoothing):
+    """``(loss, sum_k z'_k)`` of a row with at least one class and its ``m``, ``lse'`` (see
+    softmax_cross_entropy): the loss and the sum its gradient needs."""
     total = _row_sum(zr)
     shifted = _row_shifted_dot(zr, xr, m)
     if label_smoothing > 0.0:
@@ -230,7 +244,7 @@ def _softmax_row(zr, xr, label_smoothing):
     loss = lse * total + shifted
     if loss != loss:  # NaN: maybe only inf * 0 of an infinite label at the max logit, which
         loss = _row_nll_dot(zr, xr, m, lse, label_smoothing)  # TF's term-by-term sum has not
-    return loss, m, lse, total
+    return loss, total
 
 
 def _row_nll_dot(z, x, m, lse, label_smoothing):
@@ -254,7 +268,7 @@ def softmax_cross_entropy_grad(z, x, j, scale, out, label_smoothing):
     """``d/dx_k = (sum_i z'_i) softmax(x)_k - z'_k``."""
     xr = x[j]
     zr = z[j]
-    m, lse = _row_logsumexp(xr)
+    m, lse = _row_logsumexp_keeping_exps(xr, out[j])
     total = _row_sum(zr)
     if label_smoothing > 0.0:
         total = total * (1.0 - label_smoothing) + label_smoothing
@@ -268,8 +282,10 @@ def softmax_cross_entropy_fused(z, x, j, scale, out, label_smoothing):
     if xr.shape[0] == 0:
         return 0.0
     zr = z[j]
-    loss, m, lse, total = _softmax_row(zr, xr, label_smoothing)
-    _softmax_row_grad(zr, xr, out[j], scale, m, lse, total, label_smoothing)
+    outr = out[j]
+    m, lse = _row_logsumexp_keeping_exps(xr, outr)
+    loss, total = _softmax_row(zr, xr, m, lse, label_smoothing)
+    _softmax_row_grad(zr, xr, outr, scale, m, lse, total, label_smoothing)
     return loss
 
 
@@ -282,7 +298,7 @@ def _softmax_row_grad(zr, xr, outr, scale, m, lse, total, label_smoothing):
     spread = float(spread)  # (ls / K, an int K, would widen a float32 kernel's lanes to float64)
     for k in row_range(xr.shape[0]):
         zk = float(zr[k]) * keep + spread
-        outr[k] = scale * (total * math.exp((float(xr[k]) - m) - lse) - zk)
+        outr[k] = scale * (total * _row_softmax_at(xr, outr, k, m, lse) - zk)
 
 
 def sparse_softmax_cross_entropy(labels, x, j):
@@ -300,7 +316,7 @@ def _sparse_row_loss(label, xr, m, lse):
 
 def sparse_softmax_cross_entropy_grad(labels, x, j, scale, out):
     """``d/dx_k = softmax(x)_k - [k == label]``."""
-    m, lse = _row_logsumexp(x[j])
+    m, lse = _row_logsumexp_keeping_exps(x[j], out[j])
     _sparse_row_grad(labels[j], x[j], out[j], scale, m, lse)
 
 
@@ -308,8 +324,9 @@ def sparse_softmax_cross_entropy_fused(labels, x, j, scale, out):
     """sparse_softmax_cross_entropy's value, returned, and its gradient, written as
     sparse_softmax_cross_entropy_grad writes it, from one log-sum-exp of the row."""
     xr = x[j]
-    m, lse = _row_logsumexp(xr)
-    _sparse_row_grad(labels[j], xr, out[j], scale, m, lse)
+    outr = out[j]
+    m, lse = _row_logsumexp_keeping_exps(xr, outr)
+    _sparse_row_grad(labels[j], xr, outr, scale, m, lse)
     return _sparse_row_loss(labels[j], xr, m, lse)
 
 
@@ -318,7 +335,7 @@ def _sparse_row_grad(label, xr, outr, scale, m, lse):
     m, lse = float(m), float(lse)  # (see _softmax_row_grad)
     for k in row_range(xr.shape[0]):
         hit = 1.0 if k == label else 0.0
-        outr[k] = scale * (math.exp((float(xr[k]) - m) - lse) - hit)
+        outr[k] = scale * (_row_softmax_at(xr, outr, k, m, lse) - hit)
 
 
 def cosine_distance(y, p, j):

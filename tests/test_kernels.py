@@ -179,3 +179,19 @@ def test_compute_bound_rowwise_kernels_prefetch_rows_and_keep_their_numbers():
     want = ref.sparse_softmax_cross_entropy(labels, logits).mean()
     got = lossforge.losses.sparse_softmax_cross_entropy(labels, logits)
     np.testing.assert_allclose(got, want, rtol=2e-6)
+
+
+def test_llvm_parses_the_long_block_names_a_long_process_reaches():
+    """numba's block labels can double with each kernel a process compiles; past 1024
+    characters LLVM's IR parser refuses a name unless lossforge.kernels raised its limit
+    (a test session compiling every loss in several modes failed so: "name is too long")."""
+    import llvmlite.binding as llvm
+
+    import lossforge.kernels  # noqa: F401 (sets the limit)
+    label = "B" + "1234567890" * 300
+    llvm.parse_assembly(f"""define void @f(i1 %c) {{
+entry:
+  br i1 %c, label %"{label}", label %"{label}"
+"{label}":
+  ret void
+}}""").verify()

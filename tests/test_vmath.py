@@ -307,6 +307,35 @@ def test_row_logsumexp_keeps_the_small_sum_of_a_confident_row():
         assert vmath.row_logsumexp(row)[1] == pytest.approx(want, rel=1e-6, abs=1e-7)
 
 
+def test_row_logsumexp_keeping_exps_leaves_the_exps_a_softmax_reuses():
+    """The stand-ins a float32 softmax gradient calls: the same ``(m, lse')`` bits as
+    `row_logsumexp`, ``exp(row - m)`` left in the scratch row, and the softmax from it within
+    float32 rounding of the float64 one; NaN rows stay NaN, and the input row is untouched."""
+    rng = np.random.default_rng(5)
+    rows = [(rng.normal(size=size) * 10).astype(np.float32) for size in (1, 7, 513, 1000)]
+    rows += [np.array([20.0] + [-20.0] * 999, np.float32), np.array([-np.inf, 0.5, 2.0], np.float32),
+             np.array([1e4, 1e4 - 1, -1e4], np.float32)]
+    for row in rows:
+        before = row.copy()
+        out = np.full(row.shape, np.nan, np.float32)
+        m, lse = vmath.row_logsumexp_keeping_exps(row, out)
+        assert (m, lse) == vmath.row_logsumexp(row)
+        np.testing.assert_array_equal(row, before)
+        x64 = row.astype(np.float64)
+        np.testing.assert_allclose(out, np.exp(x64 - m), rtol=3e-7, atol=1e-44)
+        softmax = np.array([vmath.row_softmax_at(row, out, k, np.float32(m), np.float32(lse))
+                            for k in range(row.size)])
+        e = np.exp(x64 - x64.max())
+        np.testing.assert_allclose(softmax, e / e.sum(), rtol=3e-6, atol=1e-44)
+    for row in ([1.0, np.nan, 3.0], [-np.inf, -np.inf], [np.inf, 1.0]):
+        row = np.array(row, np.float32)
+        out = np.zeros(row.shape, np.float32)
+        m, lse = vmath.row_logsumexp_keeping_exps(row, out)
+        assert math.isnan(lse)
+        assert all(math.isnan(vmath.row_softmax_at(row, out, k, np.float32(m), np.float32(lse)))
+                   for k in range(row.size))
+
+
 def test_float32_variant_reads_constants_and_math_as_float32():
     from numba import njit
 

@@ -67,6 +67,23 @@ def _defer_scipy_blas() -> None:
 
 _defer_scipy_blas()
 
+
+def _allow_long_block_names() -> None:
+    """Let LLVM parse numba's IR however long its block names grow in a long-lived process.
+
+    numba names a block after its label, and each inlining of an ``inline="always"`` helper
+    whose IR it has kept offsets the helper's labels by the largest label so far, so labels can
+    double with every kernel a process compiles. After a few thousand (a test session compiling
+    every loss in several modes and dtypes) a name passes LLVM's default limit of 1024
+    characters for a local name in IR text, and compiling fails ("name is too long"): the
+    limit is raised to the most the option takes.
+    """
+    import llvmlite.binding
+    llvmlite.binding.set_option("lossforge", "-non-global-value-max-name-size=2147483647")
+
+
+_allow_long_block_names()
+
 __all__ = ["call", "loss_kernels", "cache_directory", "PARALLEL_THRESHOLD"]
 
 _HERE = Path(__file__).resolve().parent

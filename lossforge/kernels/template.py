@@ -11,7 +11,8 @@ global, not an argument). As written, the slot holds the formula of ``compute_we
 ``LOSS_GRAD_AT(..., write_grad)`` returns the loss and, if ``write_grad``, writes the gradient
 too (through the loss's ``fused_grad`` formula, which shares a row's work between the two, if
 it has one); ``w`` is the ``(A, M, I)`` broadcast view of the weights built by
-``lossforge.inputs.weights_view``; ``n`` is the number of loss elements.
+``lossforge.inputs.weights_view``, or a scalar weight as a 1-element array (2: the weight and
+the gradient's scale, see `_pass_scalar_weight`); ``n`` is the number of loss elements.
 ``error_model="numpy"``: a division by zero in a formula gives inf/NaN as in TF (numba's
 default would raise ZeroDivisionError from the kernel). One pass computes the partial state
 and, as ``mode`` asks, the weighted values (``VALUES``) and the weighted gradient (``GRAD``).
@@ -106,13 +107,56 @@ def _pass_range(y, p, w, params, start, stop, n, values, grad, mode, write):
 
 
 @njit(inline="always", error_model="numpy")
-def _chunked(y, p, w, params, n, values, grad, mode, write):
+def _pass_scalar_weight(y, p, w, params, start, stop, n, values, grad, mode, write):
+    """`_pass_range` where every loss element has the weight ``w[0]``; ``w[1]``, when given,
+    scales the gradient instead: the weight over the reduction's denominator (see
+    `lossforge.compute.run`), so that the kernel writes the final gradient and no second pass
+    over it rescales it (softmax at 16384 x 1000 float32: a pass as long as the value's)."""
+    write_values = (mode & VALUES) != 0
+    write_grad = (mode & GRAD) != 0
+    wt = float64(w[0])
+    gscale = float64(w[1]) if w.shape[0] > 1 else wt
+    weighted = 0.0
+    if write:
+        for j in range(start, stop):
+            _prefetch_ahead(y, p, j, n)
+            v = LOSS_GRAD_AT(y, p, j, gscale, grad, params, write_grad) * wt
+            weighted += v
+            if write_values:
+                values[j] = v
+    else:
+        for j in range(start, stop):
+            _prefetch_ahead(y, p, j, n)
+            weighted += LOSS_AT(y, p, j, params) * wt
+    count = stop - start
+    return weighted, wt * count, float64(count) if wt != 0.0 else 0.0
+
+
+# A scalar weight (a 1-element or 2-element array) and a weights view compile apart: numba
+# prunes on ``w.ndim``, a constant, in a function it compiles alone (not in an inlined one).
+
+@njit(cache=True, error_model="numpy")
+def _range_reduce(y, p, w, params, start, stop, n, values, grad, mode):
+    if w.ndim == 1:
+        return _pass_scalar_weight(y, p, w, params, start, stop, n, values, grad, mode, False)
+    return _pass_range(y, p, w, params, start, stop, n, values, grad, mode, False)
+
+
+@njit(cache=True, error_model="numpy")
+def _range_write(y, p, w, params, start, stop, n, values, grad, mode):
+    if w.ndim == 1:
+        return _pass_scalar_weight(y, p, w, params, start, stop, n, values, grad, mode, True)
+    return _pass_range(y, p, w, params, start, stop, n, values, grad, mode, True)
+
+
+@njit(inline="always", error_model="numpy")
+def _chunked(pass_range, y, p, w, params, n, values, grad, mode):
     rows = chunk_rows(p.size, n)
     chunks = (n + rows - 1) // rows
     parts = np.zeros((chunks, 3))
     for c in prange(chunks):
-        a, b, d = _pass_range(y, p, w, params, c * rows, min(n, (c + 1) * rows), n, values,
-                              grad, mode, write)
+        a, b, d = pass_range(y, p, w, params, c * rows, min(n, (c + 1) * rows), n, values,
+                             grad, mode)
         parts[c, 0] = a
         parts[c, 1] = b
         parts[c, 2] = d
@@ -127,22 +171,22 @@ def _chunked(y, p, w, params, n, values, grad, mode, write):
 
 @njit(cache=True, error_model="numpy")
 def serial_reduce(y, p, w, params, n, values, grad, mode):
-    return _pass_range(y, p, w, params, 0, n, n, values, grad, mode, False)
+    return _range_reduce(y, p, w, params, 0, n, n, values, grad, mode)
 
 
 @njit(cache=True, error_model="numpy")
 def serial_write(y, p, w, params, n, values, grad, mode):
-    return _pass_range(y, p, w, params, 0, n, n, values, grad, mode, True)
+    return _range_write(y, p, w, params, 0, n, n, values, grad, mode)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def parallel_reduce(y, p, w, params, n, values, grad, mode):
-    return _chunked(y, p, w, params, n, values, grad, mode, False)
+    return _chunked(_range_reduce, y, p, w, params, n, values, grad, mode)
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
 def parallel_write(y, p, w, params, n, values, grad, mode):
-    return _chunked(y, p, w, params, n, values, grad, mode, True)
+    return _chunked(_range_write, y, p, w, params, n, values, grad, mode)
 
 
 #: The kernels by mode (0, VALUES, GRAD, VALUES | GRAD), as ``template_elementwise.py`` has them.

@@ -463,6 +463,38 @@ _ROWS = dict(error_model="numpy", fastmath={"reassoc"})
 _SUM_BLOCK = 512  # terms summed in the row's dtype before the float64 sum (see row_logsumexp)
 
 
+@njit(inline="always", **_ROWS)
+def _logsumexp_blocks(row, out, keep):
+    """`row_logsumexp`, writing ``exp(row - m)`` to ``out`` if ``keep`` (a constant)."""
+    m = _like(row, -np.inf)
+    n = row.shape[0]
+    for k in range(n):
+        m = _maxnum(m, row[k])
+    s = 0.0
+    if not (m > -np.inf and m < np.inf):  # row - m is NaN somewhere (or nothing but NaN)
+        for k in range(n):
+            e = exp(row[k] - m)
+            if keep:
+                out[k] = e
+            s += np.float64(e)
+        return np.float64(m), math.log(s)
+    zero, one = _like(row, 0.0), _like(row, 1.0)
+    for b in range(0, n, _SUM_BLOCK):
+        block = row[b:min(b + _SUM_BLOCK, n)]  # a view indexed from 0: no gathers
+        kept = out[b:min(b + _SUM_BLOCK, n)] if keep else out
+        terms = zero
+        maxima = zero
+        for k in range(block.shape[0]):
+            v = block[k]
+            e = exp(v - m)
+            if keep:
+                kept[k] = e
+            terms += e if v != m else zero  # NaN: v != m, and the NaN is summed
+            maxima += one if v == m else zero
+        s += np.float64(terms) + np.float64(maxima)
+    return np.float64(m), math.log(s)
+
+
 @njit(**_ROWS)
 def row_logsumexp(row):
     """``(m, log(sum(exp(row - m))))``, ``m = max(row)``, both float64: ``exp`` runs in the
@@ -474,26 +506,26 @@ def row_logsumexp(row):
     The terms are positive, so a block sum keeps a small relative error, and the exact 1s of
     the maxima are counted apart, so a sum ``1 + tiny`` of a confident row keeps its ``tiny``.
     """
-    m = _like(row, -np.inf)
-    n = row.shape[0]
-    for k in range(n):
-        m = _maxnum(m, row[k])
-    s = 0.0
-    if not (m > -np.inf and m < np.inf):  # row - m is NaN somewhere (or nothing but NaN)
-        for k in range(n):
-            s += np.float64(exp(row[k] - m))
-        return np.float64(m), math.log(s)
-    zero, one = _like(row, 0.0), _like(row, 1.0)
-    for b in range(0, n, _SUM_BLOCK):
-        block = row[b:min(b + _SUM_BLOCK, n)]  # a view indexed from 0: no gathers
-        terms = zero
-        maxima = zero
-        for k in range(block.shape[0]):
-            v = block[k]
-            terms += exp(v - m) if v != m else zero  # NaN: v != m, and the NaN is summed
-            maxima += one if v == m else zero
-        s += np.float64(terms) + np.float64(maxima)
-    return np.float64(m), math.log(s)
+    return _logsumexp_blocks(row, row, False)
+
+
+@njit(**_ROWS)
+def row_logsumexp_keeping_exps(row, out):
+    """`row_logsumexp`, leaving ``exp(row - m)`` in ``out`` (the row's gradient, written next)
+    for `row_softmax_at`: a softmax's gradient then takes no second ``exp`` of each logit
+    (16384 x 1000 float32, 2 threads, one process, interleaved: sparse softmax's value and
+    gradient into ``grad_out`` 12.1-12.7 -> 9.4-10.1 ms)."""
+    return _logsumexp_blocks(row, out, True)
+
+
+@njit(inline="always", **_STRICT)
+def row_softmax_at(row, exps, k, m, lse):
+    """``softmax(row)_k`` as ``exp(row_k - m) exp(-lse')``, the first factor left in ``exps`` by
+    `row_logsumexp_keeping_exps`; LLVM hoists ``exp(-lse')`` out of the row's loop. Closer to
+    the float64 softmax than ``exp((row_k - m) - lse')``, whose float32 argument rounds by up
+    to an ulp of ``|row_k - m|`` (sparse softmax's gradient, 16384 x 1000 logits of s.d. 3:
+    largest error 20 float32 ulps, against 34; mean 2.5 against 3.8)."""
+    return exps[k] * exp(-lse)
 
 
 @njit(**_ROWS)
@@ -582,6 +614,8 @@ def _replacements() -> dict:
     return {math.log: log, math.exp: exp, math.log1p: log1p, math.tanh: tanh, math.sinh: sinh,
             math.pow: pow,
             formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
+            formulas._row_logsumexp_keeping_exps: row_logsumexp_keeping_exps,
+            formulas._row_softmax_at: row_softmax_at,
             formulas._row_shifted_dot: row_shifted_dot,
             formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
             formulas._row_diff_sums: row_diff_sums, formulas._sinh_below_1: sinh_below_1,
