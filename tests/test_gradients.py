@@ -91,23 +91,23 @@ def test_value_and_grad_without_a_gradient_formula_is_a_clear_error():
         spec.value_and_grad(np.zeros(2), np.ones(2))
 
 
-ELEMENTWISE = [s for s in SPECS if s.kind == "elementwise" and s.grad is not None]
 SCALED = [Reduction.MEAN, Reduction.SUM_OVER_BATCH_SIZE, Reduction.SUM_BY_NONZERO_WEIGHTS]
+WITH_GRAD = [s for s in SPECS if s.grad is not None]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("spec", ELEMENTWISE, ids=[s.name for s in ELEMENTWISE])
+@pytest.mark.parametrize("spec", WITH_GRAD, ids=[s.name for s in WITH_GRAD])
 def test_scalar_weight_gradient_is_the_weighted_gradient_over_the_denominator(spec, dtype):
-    """With a scalar weight the kernel applies the reduction's denominator itself (one pass);
-    the result must be the SUM gradient (denominator 1) divided by that denominator, within
-    the rounding of the two orders of multiplication, on both sides of the threshold between
-    the serial and the multi-threaded kernels."""
+    """With a scalar weight the kernel applies the reduction's denominator itself (one pass),
+    elementwise and row-wise: the result must be the SUM gradient (denominator 1) divided by
+    that denominator, within the rounding of the two orders of multiplication, on both sides
+    of the threshold between the serial and the multi-threaded kernels."""
     rng = np.random.default_rng(7)
     for rows in (16, PARALLEL_THRESHOLD // 4 + 3):
         y, p, kw = spec.example_inputs(rng, rows, 4)
         y, p = (np.asarray(a).astype(dtype) if np.asarray(a).dtype.kind == "f" else a
                 for a in (y, p))
-        n = np.asarray(p).size
+        n = np.size(spec(y, p, reduction=Reduction.NONE, **kw))  # loss elements (rows)
         for w in (0.5, 3.0):
             unscaled = spec.value_and_grad(y, p, w, Reduction.SUM, **kw)[1].astype(np.float64)
             for reduction in SCALED:
