@@ -182,8 +182,8 @@ def _row_logsumexp(row):
 def _row_logsumexp_keeping_exps(row, out):
     """`_row_logsumexp` of a row whose softmax is wanted next, with ``out`` (the row's gradient,
     about to be written) as scratch: vmath's float32 stand-in leaves ``exp(row - m)`` in it for
-    `_row_softmax_at`, so a CPU kernel takes each ``exp`` once; as written it is not touched
-    (a GPU recomputes an ``exp`` faster than it stores and reloads it)."""
+    `_row_softmax_at`, so a CPU kernel takes each ``exp`` once; as written (float64, and the
+    CUDA kernels, which were measured only with the ``exp`` taken again) it is not touched."""
     return _row_logsumexp(row)
 
 
