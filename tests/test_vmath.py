@@ -382,3 +382,54 @@ def test_focal_shared_sigmoids_equal_the_separate_ones():
         assert [v.hex() for v in got] == [v.hex() for v in want], x  # (signed zeros too)
     got = formulas._sigmoids(math.nan)
     assert all(math.isnan(v) for v in got)
+
+
+def _has_avx512() -> bool:
+    from numba.core.codegen import get_host_cpu_features
+    return "+avx512f" in get_host_cpu_features().split(",")
+
+
+def test_prefer_512_bit_vectors_marks_only_the_function_that_calls_it():
+    from numba import njit
+
+    def total(a):
+        s = np.float32(0.0)
+        for i in range(a.shape[0]):
+            s += a[i] * a[i]
+        return s
+
+    def marked(a):
+        vmath.prefer_512_bit_vectors()
+        s = np.float32(0.0)
+        for i in range(a.shape[0]):
+            s += a[i] * a[i]
+        return s
+
+    plain = njit(fastmath=True)(total)
+    wide = njit(fastmath=True)(marked)
+    a = np.arange(1000, dtype=np.float32) / 1000
+    want = float(np.sum(a.astype(np.float64) ** 2))
+    assert wide(a) == pytest.approx(want, rel=1e-5)
+    assert plain(a) == pytest.approx(want, rel=1e-5)
+    sig = wide.signatures[0]
+    assert '"prefer-vector-width"="512"' in wide.inspect_llvm(sig)
+    assert '"prefer-vector-width"' not in plain.inspect_llvm(sig)
+    if _has_avx512():  # the attribute's point: 512-bit lanes on any AVX-512 CPU
+        assert "%zmm" in wide.inspect_asm(sig)
+
+
+@pytest.mark.skipif(not _has_avx512(), reason="this CPU has no AVX-512: no 512-bit lanes to use")
+def test_elementwise_float32_kernels_run_in_512_bit_lanes():
+    # the generated log_loss kernel compiled afresh (numba cannot inspect a cached one)
+    from numba import njit, types
+
+    from lossforge import kernels
+    module = kernels.loss_kernels(registry.get("log_loss"))
+    inputs = types.Array(types.float32, 1, "C", readonly=True)
+    out = types.Array(types.float32, 1, "C")
+    # (y, p, w, params, start, stop, values, grad): a scalar weight, log_loss's epsilon
+    sig = (inputs, inputs, inputs, types.UniTuple(types.float64, 1), types.int64, types.int64,
+           out, out)
+    fresh = njit(error_model="numpy")(module._range_reduce.py_func)
+    fresh.compile(sig)
+    assert "%zmm" in fresh.inspect_asm(sig)

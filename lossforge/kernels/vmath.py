@@ -43,7 +43,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "reassoc_add", "F32_MATH",
+__all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "reassoc_add",
+           "prefer_512_bit_vectors", "F32_MATH",
            "F32_LIBM", "REPLACEMENTS", "sweep", "sweep_pow"]
 
 _STRICT = dict(fastmath=False, error_model="numpy")
@@ -118,6 +119,39 @@ def reassoc_add(typingctx, a, b):
     def codegen(context, builder, signature, args):
         return builder.fadd(args[0], args[1], flags=("reassoc",))
     return types.float64(types.float64, types.float64), codegen
+
+
+#: LLVM's function attribute that sets the loop vectoriser's widest lane (clang's
+#: ``-mprefer-vector-width=512``)
+_PREFER_512 = '"prefer-vector-width"="512"'
+
+
+@intrinsic
+def prefer_512_bit_vectors(typingctx):
+    """Let LLVM vectorise the loops of the function that calls this in 512-bit lanes.
+
+    LLVM tunes Intel's AVX-512 cores (Skylake-X to Sapphire Rapids; a VM's CPU may read as
+    ``rocketlake``) to vectorise in 256 bits at most (``prefer-256-bit``, against the clock
+    drop of early AVX-512 parts), and AMD's Zen 4 to 512. vmath's polynomials are
+    compute-bound, so 8 float32 lanes instead of 16 cost them up to half their speed. The
+    function attribute lifts the cap for that function alone: numba code outside lossforge
+    keeps its codegen and its cache, and where the CPU has no AVX-512 nothing changes.
+
+    The elementwise kernels call it (``template_elementwise.py``): on an Intel Xeon VM (2
+    threads, 16M float32 elements) log_cosh ran 1.76x faster with it, sigmoid cross-entropy
+    1.61x, focal 1.37x, log_loss 1.18x, MSE 1.20x. The row-wise kernels do not: their rows of
+    1000 measured no faster at 16384 rows and 5-8% slower at 1e3-1e5 elements (the wider loop
+    leaves a longer remainder per row). Each function with a loop calls it, not only the
+    kernel: numba optimises (and vectorises) a function in its own module, under its own
+    attributes, before linking it into its callers.
+    """
+    def codegen(context, builder, signature, args):
+        attributes = builder.function.attributes
+        # llvmlite's FunctionAttributes admits LLVM's keyword attributes only; the set renders
+        # each entry as written, and LLVM parses a quoted "key"="value" pair there
+        set.add(attributes, _PREFER_512)
+        return context.get_dummy_value()
+    return types.none(), codegen
 
 
 def _int32_op(name: str, build, doc: str):
