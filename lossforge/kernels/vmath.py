@@ -149,7 +149,10 @@ def prefer_512_bit_vectors(typingctx):
         attributes = builder.function.attributes
         # llvmlite's FunctionAttributes admits LLVM's keyword attributes only; the set renders
         # each entry as written, and LLVM parses a quoted "key"="value" pair there
-        set.add(attributes, _PREFER_512)
+        try:
+            set.add(attributes, _PREFER_512)
+        except TypeError:  # (an llvmlite whose attributes are no set: LLVM's default width)
+            pass
         return context.get_dummy_value()
     return types.none(), codegen
 
