@@ -112,7 +112,7 @@ def _smoothed_binary(z, label_smoothing):
 def _sigmoid_ce(z, x, e):
     """The loss, given ``e = exp(-|x|)``."""
     relu = x if x >= 0.0 else 0.0
-    return relu - x * z + math.log1p(e)
+    return relu - x * z + _log1p_at_most_1(e)
 
 
 def _sigmoid(x):
@@ -439,6 +439,13 @@ def _log1p_below_0_29(x):
     return math.log1p(x)
 
 
+def _log1p_at_most_1(x):
+    """``log1p(x)`` for ``0 <= x <= 1``, such as ``exp(-|x|)`` (a float32 kernel reduces
+    ``1 + x``, within [1, 2], by one comparison, with none of log1p's exponent arithmetic and
+    special cases)."""
+    return math.log1p(x)
+
+
 def poisson(y, p, epsilon):
     """``p - y log(p + eps)``: Poisson negative log-likelihood of counts ``y`` at rates ``p``.
 
@@ -517,8 +524,8 @@ def _sigmoids(x):
     e = math.exp(-abs(x))
     d = 1.0 + e
     if x >= 0.0:
-        return 1.0 / d, e / d, math.log1p(e)
-    return e / d, 1.0 / d, math.log1p(e)
+        return 1.0 / d, e / d, _log1p_at_most_1(e)
+    return e / d, 1.0 / d, _log1p_at_most_1(e)
 
 
 def focal_grad(z, x, gamma, alpha):
@@ -631,7 +638,7 @@ def sigmoid_cross_entropy_pos_weight(z, x, j, label_smoothing):
     Labels are smoothed first, ``z (1 - ls) + ls / 2`` if ls > 0, then weighted.
     """
     pw, zj, xj = _pos_weighted_element(z, x, j, label_smoothing)
-    tail = math.log1p(math.exp(-abs(xj)))
+    tail = _log1p_at_most_1(math.exp(-abs(xj)))
     softplus_pos = (xj if xj >= 0.0 else 0.0) + tail
     softplus_neg = (0.0 if xj >= 0.0 else -xj) + tail
     return (1.0 - zj) * softplus_pos + pw * zj * softplus_neg

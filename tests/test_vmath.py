@@ -131,12 +131,13 @@ def _ulp_errors(got, want):
 @pytest.mark.parametrize("name, function, low, high", [
     ("sinh_below_1", "sinh", -1.0, 1.0),
     ("tanh_below_0_625", "tanh", -0.6249999, 0.6249999),
-    ("log1p_below_0_29", "log1p", 0.0, 0.29)])
+    ("log1p_below_0_29", "log1p", 0.0, 0.29),
+    ("log1p_at_most_1", "log1p", 0.0, 1.0)])
 def test_polynomials_of_a_restricted_range_are_within_the_ulp_bound(name, function, low, high):
     """The helpers a formula calls where it knows its argument's range (``_sinh_below_1``,
-    ``_tanh_below_0_625``, ``_log1p_below_0_29``): float32 polynomials with none of the full
-    function's range reduction, over every 97th float32 of that range; NaN passes; float64
-    takes libm's."""
+    ``_tanh_below_0_625``, ``_log1p_below_0_29``, ``_log1p_at_most_1``): float32 polynomials
+    with none (or little) of the full function's range reduction, over every 97th float32 of
+    that range; NaN passes; float64 takes libm's."""
     evaluate = _mapped(getattr(vmath, name))
     bounds = np.array([low, high], np.float32)
     x = np.concatenate([np.arange(0, int(abs(b).view(np.int32)) + 1, 97, dtype=np.int32)
@@ -433,3 +434,15 @@ def test_elementwise_float32_kernels_run_in_512_bit_lanes():
     fresh = njit(error_model="numpy")(module._range_reduce.py_func)
     fresh.compile(sig)
     assert "%zmm" in fresh.inspect_asm(sig)
+
+
+def test_log1p_at_most_1_has_the_bits_of_the_full_log1p_over_the_unit_interval():
+    # its one comparison must reduce 1 + x exactly as log1p's exponent arithmetic does: every
+    # 31st float32 in [0, 1], both ends, and the float32s around the halving point sqrt(2) - 1
+    x = np.arange(0, 0x3F800001, 31, dtype=np.int32).view(np.float32)
+    edge = np.float32(np.sqrt(2.0) - 1.0)
+    around = (edge.view(np.int32) + np.arange(-64, 65, dtype=np.int32)).view(np.float32)
+    x = np.concatenate([x, around, np.float32([0.0, 1.0])])
+    got = _mapped(vmath.log1p_at_most_1)(x)
+    want = _mapped(vmath.log1p)(x)
+    assert np.array_equal(got.view(np.int32), want.view(np.int32))

@@ -308,6 +308,25 @@ def _log1p32(x):
 _SINH_P = tuple(_f(c) for c in (2.03721912945e-4, 8.33028376239e-3, 1.66667160211e-1))
 
 
+#: the float32 from which `_split` halves a mantissa: sqrt(2) rounded up (bits 0x3FB504F3)
+_SQRT2_UP = np.array([0x3FB504F3], np.int32).view(np.float32)[0]
+
+
+@njit(inline="always", **_STRICT)
+def _log1p_unit32(x):
+    """``log1p(x)`` for ``0 <= x <= 1`` (NaN passes), bit for bit `_log1p32`'s: ``1 + x`` lies
+    in [1, 2], so its reduction to [sqrt(.5), sqrt(2)) halves it or not, by one comparison
+    (`_split` finds the same ``m`` and ``e`` from the exponent field), and no special case
+    of log1p's can arise."""
+    u = _ONE + x
+    d = u - _ONE
+    big = u >= _SQRT2_UP
+    m = u * _HALF if big else u
+    f = m - _ONE  # exact (Sterbenz)
+    k = (x - d) * (_HALF if big else _ONE)  # 1 + x's rounding error, over 2**e (see _log1p32)
+    return _log_reduced(f, _ONE if big else _ZERO, _fma(k, f * f - f, k))
+
+
 @njit(inline="always", **_STRICT)
 def _sinh_small32(x):
     """``sinh(x)`` for ``|x| <= 1``: the polynomial alone."""
@@ -467,6 +486,10 @@ tanh_below_0_625 = _dispatching("tanh_below_0_625", _tanh_small32, math.tanh)
 #: ``log1p`` of an argument known to be within [0, 0.29] (a formula's ``_log1p_below_0_29``):
 #: in float32, a polynomial with none of log1p's range reduction.
 log1p_below_0_29 = _dispatching("log1p_below_0_29", _log1p_small32, math.log1p)
+#: ``log1p`` of an argument known to be within [0, 1] (a formula's ``_log1p_at_most_1``, such
+#: as the ``log1p(exp(-|x|))`` of a sigmoid cross-entropy): in float32, `log1p`'s bits with
+#: one comparison for its range reduction.
+log1p_at_most_1 = _dispatching("log1p_at_most_1", _log1p_unit32, math.log1p)
 
 
 def pow(x, y):  # noqa: A001 (math.pow's stand-in, as F32_MATH.pow)
@@ -657,7 +680,8 @@ def _replacements() -> dict:
             formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
             formulas._row_diff_sums: row_diff_sums, formulas._sinh_below_1: sinh_below_1,
             formulas._tanh_below_0_625: tanh_below_0_625,
-            formulas._log1p_below_0_29: log1p_below_0_29}
+            formulas._log1p_below_0_29: log1p_below_0_29,
+            formulas._log1p_at_most_1: log1p_at_most_1}
 
 
 #: What a float32 formula variant calls instead of a global: ``math`` functions imported by
