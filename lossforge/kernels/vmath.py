@@ -308,8 +308,9 @@ def _log1p32(x):
 _SINH_P = tuple(_f(c) for c in (2.03721912945e-4, 8.33028376239e-3, 1.66667160211e-1))
 
 
-#: the float32 from which `_split` halves a mantissa: sqrt(2) rounded up (bits 0x3FB504F3)
-_SQRT2_UP = np.array([0x3FB504F3], np.int32).view(np.float32)[0]
+#: the least float32 whose mantissa `_split` halves: sqrt(2) rounded to float32 (bits
+#: 0x3FB504F3, those of `_SQRTHF_BITS` one exponent up)
+_SQRT2 = np.array([0x3FB504F3], np.int32).view(np.float32)[0]
 
 
 @njit(inline="always", **_STRICT)
@@ -320,7 +321,7 @@ def _log1p_unit32(x):
     of log1p's can arise."""
     u = _ONE + x
     d = u - _ONE
-    big = u >= _SQRT2_UP
+    big = u >= _SQRT2
     m = u * _HALF if big else u
     f = m - _ONE  # exact (Sterbenz)
     k = (x - d) * (_HALF if big else _ONE)  # 1 + x's rounding error, over 2**e (see _log1p32)
