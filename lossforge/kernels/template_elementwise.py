@@ -33,6 +33,11 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   summed by `_sum` as the value-only loop of a formula calling ``math`` is, so the value has
   that loop's bits (a ``fused_grad`` without ``math`` may differ in the sum's last bits: another
   order);
+* a compute-bound formula's loop asks for the first line of each page of the next block
+  (`_prefetch_next_block`): the hardware prefetcher stops at page boundaries, and such a loop
+  reads too slowly for it to run ahead, so each page began with a miss (16M float32, 2
+  threads: sigmoid cross-entropy 1.44x faster, BCE 1.38x, log_cosh and focal 1.28x, kl 1.22x,
+  log_loss 1.14x);
 * every function with a loop calls `vmath.prefer_512_bit_vectors`: LLVM caps Intel's AVX-512
   cores at 256-bit lanes unless told otherwise, and the float32 polynomials run up to 1.8x
   faster in 512 (see there);
@@ -49,6 +54,7 @@ import numpy as np
 from numba import float32, float64, njit, prange, types  # noqa: F401 (float32, types: the slot)
 from numba.extending import overload
 
+from lossforge.kernels.prefetch import prefetch_pages
 from lossforge.kernels.runs import next_run, run_length, run_start
 from lossforge.kernels.vmath import prefer_512_bit_vectors, reassoc_add
 
@@ -182,6 +188,16 @@ def _block_weights(yb, pb, wb, params, vb, gb, buf, write_values, write_grad):
 
 
 @njit(inline="always")
+def _prefetch_next_block(y, p, hi, stop):
+    """Where the formula is compute-bound (`SUM_IN_LOOP` False), ask for the first line of each
+    page of the inputs' next block, ``[hi, hi + BLOCK)`` (see `prefetch.prefetch_pages`)."""
+    if not SUM_IN_LOOP:
+        ahead = min(stop, hi + BLOCK)
+        prefetch_pages(y, hi, ahead)
+        prefetch_pages(p, hi, ahead)
+
+
+@njit(inline="always")
 def _buffer(p, start, stop, write_values, write_grad):
     """The block buffer of a pass over [start, stop): empty where no loop writes it."""
     summed_in_loop = SUM_IN_LOOP and not (FUSED and write_grad)
@@ -203,6 +219,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, write_values
     weighted = 0.0
     for lo in range(start, stop, BLOCK):
         hi = min(stop, lo + BLOCK)
+        _prefetch_next_block(y, p, hi, stop)
         vb = values[lo:hi] if write_values else values
         gb = grad[lo:hi] if write_grad else grad
         weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, vb, gb, buf, write_values,
@@ -229,6 +246,7 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, write_values, writ
             e = min(run, b + BLOCK)
             lo = j + b
             hi = j + e
+            _prefetch_next_block(y, p, hi, stop)
             vb = values[lo:hi] if write_values else values
             gb = grad[lo:hi] if write_grad else grad
             if scalar:  # a broadcast run (per-sample weights): one weight, read once
