@@ -73,8 +73,9 @@ _PAGE = 4096  # bytes per page: where the hardware's stream prefetchers stop
 
 @njit(inline="always")
 def prefetch_pages(a, start, stop):
-    """Ask for the first cache line of each page that elements ``[start, stop)`` of the
-    contiguous 1-d ``a`` begin (``start`` rounded up to a page of elements).
+    """Ask for one cache line in each page that elements ``[start, stop)`` of the contiguous
+    1-d ``a`` span: elements a page's worth apart, from ``start`` rounded up to a multiple of
+    a page's worth (each at the array's own offset within its page).
 
     A compute-bound elementwise loop (a formula on vmath's polynomials) reads its inputs slowly
     enough that the hardware prefetcher, which stops at each page boundary, lets every new page

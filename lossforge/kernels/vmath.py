@@ -308,9 +308,9 @@ def _log1p32(x):
 _SINH_P = tuple(_f(c) for c in (2.03721912945e-4, 8.33028376239e-3, 1.66667160211e-1))
 
 
-#: the least float32 whose mantissa `_split` halves: sqrt(2) rounded to float32 (bits
-#: 0x3FB504F3, those of `_SQRTHF_BITS` one exponent up)
-_SQRT2 = np.array([0x3FB504F3], np.int32).view(np.float32)[0]
+#: the least float32 whose mantissa `_split` halves: `_SQRTHF_BITS` one exponent up (sqrt(2)
+#: rounded to float32)
+_SQRT2 = np.array([_SQRTHF_BITS + (1 << 23)], np.int32).view(np.float32)[0]
 
 
 @njit(inline="always", **_STRICT)
