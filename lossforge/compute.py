@@ -15,7 +15,8 @@ from .reduction import LossState, Reduction, finalize, finalize_sums
 __all__ = ["run", "run_small", "run_small_cuda", "prepare", "denominator", "DEVICES",
            "SCALAR_REDUCTIONS"]
 
-_VALUES, _GRAD = 1, 2  # the template's mode bits
+_VALUES, _GRAD = 1, 2  # the templates' mode bits
+_REUSED_GRAD = 4  # mode bit: the gradient is the caller's grad_out (template_elementwise.py)
 
 
 def denominator(state: LossState, reduction: Reduction) -> float:
@@ -61,6 +62,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
+        flags = mode | (_REUSED_GRAD if grad_out is not None else 0)
         if weights.ndim == 0:
             w = scalar_weight(weights, kd)
             if with_grad:
@@ -69,9 +71,9 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
             w = weights_view(weights, loss_shape, kd)
         if max(n, p.size) >= kernels.PARALLEL_THRESHOLD:  # rows of a row-wise loss count as work
             with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
-                sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, mode)
+                sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, flags)
         else:
-            sums = k.SERIAL[mode](y, p, w, params, n, values, grad, mode)
+            sums = k.SERIAL[mode](y, p, w, params, n, values, grad, flags)
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))

@@ -195,3 +195,66 @@ entry:
 "{label}":
   ret void
 }}""").verify()
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64])
+def test_stream_copy_writes_exactly_its_destination(dtype):
+    """`stream.stream_copy` copies any length to any element offset (whole aligned lines by
+    non-temporal stores, the head and tail by plain ones) and writes nothing outside ``dst``;
+    a destination whose address is not a multiple of its itemsize gets plain stores."""
+    from numba import njit
+
+    from lossforge.kernels.stream import store_fence, stream_copy
+
+    @njit
+    def copy(dst, src):
+        stream_copy(dst, src)
+        store_fence()
+
+    size = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 15, 16, 17, 63, 100, 4096, 4099):
+        src = (rng.normal(size=n) * 1000).astype(dtype)
+        for offset in range(64 // size + 1):
+            guarded = np.full(n + 2 * 64, -7.0, dtype=dtype)
+            dst = guarded[64 + offset - 32:][:n]
+            copy(dst, src)
+            assert np.array_equal(dst, src)
+            start = 64 + offset - 32
+            assert (guarded[:start] == -7).all() and (guarded[start + n:] == -7).all()
+        raw = np.zeros(n * size + 1, dtype=np.uint8)
+        odd = np.frombuffer(raw.data, dtype=dtype, count=n, offset=1)  # address not a multiple
+        copy(odd, src)
+        assert np.array_equal(odd, src)
+    if os.uname().machine in ("x86_64", "AMD64"):
+        asm = "".join(copy.inspect_asm().values())
+        assert re.search(r"\bv?movnt", asm), "no non-temporal store in the compiled copy"
+
+
+def test_large_memory_bound_gradients_stream_into_grad_out_with_the_same_bits():
+    """A memory-bound loss's gradient of at least `STREAM_MIN_BYTES`, written into the caller's
+    ``grad_out`` (by non-temporal stores, template_elementwise.py), has the bits of the
+    gradient written into a fresh array (plain stores), at an aligned and a misaligned
+    ``grad_out``, with scalar, per-sample and per-element weights."""
+    from lossforge.kernels.stream import STREAM_MIN_BYTES
+
+    rows, cols = 4099, STREAM_MIN_BYTES // 4 // 4096 + 1
+    rng = np.random.default_rng(6)
+    y = rng.random((rows, cols), dtype=np.float32)
+    p = rng.random((rows, cols), dtype=np.float32)
+    assert p.nbytes >= STREAM_MIN_BYTES
+    per_sample = rng.random((rows, 1)).astype(np.float32)
+    per_element = rng.random((rows, cols), dtype=np.float32)
+    storage = np.empty(p.size + 1, dtype=np.float32)
+    for name in ("mean_squared_error", "absolute_difference", "huber_loss"):
+        spec = lossforge.registry.get(name)
+        for weights in (2.0, per_sample, per_element):
+            value, fresh = spec.value_and_grad(y, p, weights)
+            for grad_out in (storage[:-1].reshape(rows, cols), storage[1:].reshape(rows, cols)):
+                grad_out[...] = np.nan
+                got_value, got = spec.value_and_grad(y, p, weights, grad_out=grad_out)
+                assert got is grad_out and got_value == value
+                assert np.array_equal(got, fresh), (name, np.shape(weights))
+    d = p.astype(np.float64) - y  # huber's gradient, over TF's default count of nonzero weights
+    np.testing.assert_allclose(fresh, np.where(np.abs(d) <= 1, d, np.sign(d)) * per_element
+                               / per_element.size, rtol=1e-5, atol=1e-14)
