@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from . import buffers
 from .inputs import (NUMERIC_KINDS, as_array, check_grad_out, check_weights_broadcast,
                      float_dtypes, for_kernel, scalar_weight, weights_view)
 from .reduction import LossState, Reduction, finalize, finalize_sums
@@ -16,7 +17,7 @@ __all__ = ["run", "run_small", "run_small_cuda", "prepare", "denominator", "DEVI
            "SCALAR_REDUCTIONS"]
 
 _VALUES, _GRAD = 1, 2  # the templates' mode bits
-_REUSED_GRAD = 4  # mode bit: the gradient is the caller's grad_out (template_elementwise.py)
+_REUSED_GRAD = 4  # mode bit: the gradient's memory was written before (template_elementwise.py)
 
 
 def denominator(state: LossState, reduction: Reduction) -> float:
@@ -45,24 +46,29 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     y, p, weights, loss_shape, grad_shape, out_dtype, kd = prepared
     n = math.prod(loss_shape)
     none = reduction is Reduction.NONE
-    values = np.empty(n, dtype=kd) if none else _unused(kd, 1)
+    values = buffers.empty((n,), kd)[0] if none else _unused(kd, 1)
     # an elementwise kernel writes every gradient entry; a row-wise formula may write only some
     cleared = spec.kind != "elementwise" and not spec.grad_fills_rows
+    reused_grad = False  # whether the gradient's memory was written before (its pages exist)
     if with_grad and grad_out is not None:
         grad = check_grad_out(grad_out, grad_shape, kd, out_dtype, (y, p, weights))
         grad = grad.reshape(p.shape)  # a view: grad_out is C-contiguous
+        reused_grad = True
         if cleared:
             grad[...] = 0
+    elif with_grad and cleared:
+        grad = np.zeros(p.shape, dtype=kd)
+    elif with_grad:
+        grad, reused_grad = buffers.empty(p.shape, kd)
     else:
-        grad = ((np.zeros if cleared else np.empty)(p.shape, dtype=kd) if with_grad
-                else _unused(kd, p.ndim))
+        grad = _unused(kd, p.ndim)
     sums = (0.0, 0.0, 0.0)
     scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
         kernels = _kernels()
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
-        flags = mode | (_REUSED_GRAD if grad_out is not None else 0)
+        flags = mode | (_REUSED_GRAD if reused_grad else 0)
         if weights.ndim == 0:
             w = scalar_weight(weights, kd)
             if with_grad:

@@ -354,7 +354,9 @@ class LossSpec:
         shape and dtype, sharing no memory with the inputs; a device array (numba, CuPy,
         PyTorch CUDA) for ``device="cuda"``. Reusing one across steps saves the OS's zeroing
         of a fresh array's pages on the CPU (MSE value+gradient at 16M float32 elements:
-        about a quarter of its time) and an allocation on the GPU.
+        about a third of its time; without ``grad_out``, a gradient of 32 MiB or more reuses
+        the memory of a dropped one instead, `lossforge.buffers`) and an allocation on the
+        GPU.
         """
         if self.grad is None:
             raise InvalidArgumentError(

@@ -41,8 +41,9 @@ Why the loops look the way they do (each point measured; see ../shared/reference
 * every function with a loop calls `vmath.prefer_512_bit_vectors`: LLVM caps Intel's AVX-512
   cores at 256-bit lanes unless told otherwise, and the float32 polynomials run up to 1.8x
   faster in 512 (see there);
-* a large gradient of a memory-bound formula, written into the caller's array (mode bit
-  `REUSED_GRAD`), goes out by non-temporal stores (`stream.py`): a plain store first reads
+* a large gradient of a memory-bound formula, written into memory written before (the
+  caller's ``grad_out`` or a recycled buffer, `lossforge.buffers`: mode bit `REUSED_GRAD`),
+  goes out by non-temporal stores (`stream.py`): a plain store first reads
   the line it writes, so the pass moved 16 bytes per float32 element where 12 suffice
   (MSE into a reused ``grad_out``, 16M float32: 1.14x faster; absolute difference 1.26x).
   Fresh arrays and compute-bound formulas keep plain stores (`_grad_stream_buffer`);
@@ -98,7 +99,7 @@ FUSED = False  # whether one loop gives the loss and its gradient (VALUE_GRAD)
 
 VALUES = 1  # mode bit: write L * W to `values`
 GRAD_BIT = 2  # mode bit: write W * dL/dp to `grad`
-REUSED_GRAD = 4  # mode bit: `grad` is the caller's array, not fresh pages (it may be streamed)
+REUSED_GRAD = 4  # mode bit: `grad` is memory written before, not fresh pages (may be streamed)
 BLOCK = 4096  # elements per block: in L1 cache when the gradient's loop (or the sum) reads it
 CHUNK = 16 * BLOCK  # elements per parallel work item
 
@@ -218,9 +219,9 @@ def _grad_stream_buffer(grad, write_grad, mode):
     else an empty one (the pass writes ``grad`` directly).
 
     It streams a large gradient (`stream.streams`) of a memory-bound formula (`SUM_IN_LOOP`,
-    its gradient a loop of its own) into the caller's array (mode bit `REUSED_GRAD`). A fresh
-    array's pages are zeroed by the kernel on first touch, in cache, where plain stores then
-    hit; streaming into them measured 1.25x slower (MSE value+gradient, 16M float32). A
+    its gradient a loop of its own) into memory written before (mode bit `REUSED_GRAD`). A
+    fresh array's pages are zeroed by the OS on first touch, in cache, where plain stores
+    then hit; streaming into them measured 1.25x slower (MSE value+gradient, 16M float32). A
     compute-bound formula's loop hides its plain stores' reads: streaming measured 1.1-1.2x
     slower (log_loss, sigmoid cross-entropy into a reused array)."""
     stream = (SUM_IN_LOOP and not FUSED and write_grad and (mode & REUSED_GRAD) != 0
