@@ -1,11 +1,11 @@
 """Recycled memory for the large arrays lossforge returns (gradients, per-element losses).
 
 A fresh NumPy array of more than 32 MiB is fresh memory from the OS (glibc maps it anew on
-every allocation, and unmaps it when freed), and the OS zeroes each of its pages when the kernel
-first writes it. For a memory-bound loss that costs more than the pass itself: MSE's value and
-gradient over 16M float32 elements took 12-13 ms into a fresh array and 8-9 ms into a
-reused one (Intel Xeon VM, 2 threads). Smaller arrays come from glibc's heap, whose memory is
-reused without faults.
+every allocation, and unmaps it when freed), and the OS zeroes each of its pages when a
+lossforge kernel first writes it. For a memory-bound loss that costs more than the pass
+itself: MSE's value and gradient over 16M float32 elements took 12-13 ms into a fresh array
+and 8-9 ms into a reused one (Intel Xeon VM, 2 threads). Smaller arrays come from glibc's
+heap, whose memory is reused without faults.
 
 So `empty` hands out, where it can, memory of an array lossforge returned before and that the
 caller has since dropped: the pool keeps the buffer, and a buffer is free when nothing but
@@ -46,8 +46,9 @@ def _cap_bytes() -> int:
     try:
         megabytes = float(os.environ.get("LOSSFORGE_BUFFER_POOL_MB", 1024))
     except ValueError:
+        value = os.environ["LOSSFORGE_BUFFER_POOL_MB"]
         raise ValueError("LOSSFORGE_BUFFER_POOL_MB must be a number of MiB (0 turns the "
-                         f"buffer pool off), not {os.environ['LOSSFORGE_BUFFER_POOL_MB']!r}")
+                         f"buffer pool off), not {value!r}") from None
     return int(megabytes * (1 << 20))
 
 
