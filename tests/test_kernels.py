@@ -62,6 +62,44 @@ def test_fingerprint_changes_with_versions_and_sources(monkeypatch):
     assert kernels._fingerprint() != base
     monkeypatch.undo()
     assert kernels._fingerprint() == base
+    monkeypatch.setenv("LOSSFORGE_VECTOR_WIDTH", "256")  # kernels compiled for other lanes
+    assert kernels._fingerprint() != base
+
+
+def test_vector_width_setting_narrows_the_elementwise_lanes(tmp_path):
+    """``LOSSFORGE_VECTOR_WIDTH=256`` compiles the elementwise kernels for LLVM's 256-bit lanes
+    (no zmm register on an AVX-512 CPU), with the same numbers, into a cache of its own; a
+    malformed value is an error naming the variable."""
+    code = """
+        import json, numpy as np, lossforge
+        from numba import njit, types
+        from lossforge import kernels
+        y = np.linspace(0, 1, 5000, dtype=np.float32)
+        p = np.linspace(0.01, 0.99, 5000, dtype=np.float32)
+        value = float(lossforge.losses.log_loss(y, p))
+        module = kernels.loss_kernels(lossforge.registry.get("log_loss"))
+        a = types.Array(types.float32, 1, "C", readonly=True)
+        out = types.Array(types.float32, 1, "C")
+        sig = (a, a, a, types.UniTuple(types.float64, 1), types.int64, types.int64, out, out,
+               types.int64)
+        fresh = njit(error_model="numpy")(module._range_reduce.py_func)
+        fresh.compile(sig)
+        print(json.dumps({"value": value, "zmm": "%zmm" in fresh.inspect_asm(sig),
+                          "dir": str(kernels.cache_directory())}))
+    """
+    wide = _run(code, tmp_path)
+    narrow = _run(code, tmp_path, LOSSFORGE_VECTOR_WIDTH="256")
+    from numba.core.codegen import get_host_cpu_features
+    assert narrow["dir"] != wide["dir"]
+    assert not narrow["zmm"]
+    assert wide["zmm"] == ("+avx512f" in get_host_cpu_features().split(","))
+    assert narrow["value"] == pytest.approx(wide["value"], rel=1e-6)
+    bad = subprocess.run([sys.executable, "-c", "import numpy as np, lossforge; "
+                          "lossforge.losses.log_loss(np.ones(3), np.ones(3) / 2)"],
+                         env=dict(os.environ, LOSSFORGE_CACHE_DIR=str(tmp_path),
+                                  LOSSFORGE_VECTOR_WIDTH="wide"),
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "LOSSFORGE_VECTOR_WIDTH must be 128, 256 or 512" in bad.stderr
 
 
 def test_unwritable_cache_directory_falls_back_with_a_warning(tmp_path):

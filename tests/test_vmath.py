@@ -428,9 +428,9 @@ def test_elementwise_float32_kernels_run_in_512_bit_lanes():
     module = kernels.loss_kernels(registry.get("log_loss"))
     inputs = types.Array(types.float32, 1, "C", readonly=True)
     out = types.Array(types.float32, 1, "C")
-    # (y, p, w, params, start, stop, values, grad): a scalar weight, log_loss's epsilon
+    # (y, p, w, params, start, stop, values, grad, mode): a scalar weight, log_loss's epsilon
     sig = (inputs, inputs, inputs, types.UniTuple(types.float64, 1), types.int64, types.int64,
-           out, out)
+           out, out, types.int64)
     fresh = njit(error_model="numpy")(module._range_reduce.py_func)
     fresh.compile(sig)
     assert "%zmm" in fresh.inspect_asm(sig)

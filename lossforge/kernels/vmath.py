@@ -34,6 +34,7 @@ stays exact.
 from __future__ import annotations
 
 import math
+import os
 import sys
 from types import ModuleType
 
@@ -121,9 +122,20 @@ def reassoc_add(typingctx, a, b):
     return types.float64(types.float64, types.float64), codegen
 
 
+def vector_width() -> str:
+    """The lane width in bits that `prefer_512_bit_vectors` asks for: ``512``, or what
+    ``$LOSSFORGE_VECTOR_WIDTH`` says (``256`` for a CPU whose clock drops in 512-bit code, as
+    early AVX-512 parts' did; ``128``). Part of the kernel cache's fingerprint."""
+    width = os.environ.get("LOSSFORGE_VECTOR_WIDTH", "512").strip()
+    if width not in ("128", "256", "512"):
+        raise ValueError(f"LOSSFORGE_VECTOR_WIDTH must be 128, 256 or 512 (bits of the widest "
+                         f"lane the elementwise kernels vectorise in; default 512), not {width!r}")
+    return width
+
+
 #: LLVM's function attribute that sets the loop vectoriser's widest lane (clang's
 #: ``-mprefer-vector-width=512``)
-_PREFER_512 = '"prefer-vector-width"="512"'
+_PREFER_WIDTH = f'"prefer-vector-width"="{vector_width()}"'
 
 
 @intrinsic
@@ -144,13 +156,15 @@ def prefer_512_bit_vectors(typingctx):
     leaves a longer remainder per row). Each function with a loop calls it, not only the
     kernel: numba optimises (and vectorises) a function in its own module, under its own
     attributes, before linking it into its callers.
+
+    ``$LOSSFORGE_VECTOR_WIDTH`` (`vector_width`) asks for narrower lanes instead.
     """
     def codegen(context, builder, signature, args):
         attributes = builder.function.attributes
         # llvmlite's FunctionAttributes admits LLVM's keyword attributes only; the set renders
         # each entry as written, and LLVM parses a quoted "key"="value" pair there
         try:
-            set.add(attributes, _PREFER_512)
+            set.add(attributes, _PREFER_WIDTH)
         except TypeError:  # (an llvmlite whose attributes are no set: LLVM's default width)
             pass
         return context.get_dummy_value()
