@@ -41,6 +41,11 @@ _lock = threading.Lock()
 _pool: dict[int, list[np.ndarray]] = {}  # size in bytes -> uint8 buffers
 
 
+def _held_bytes() -> int:
+    """The bytes of every pooled buffer, held or free."""
+    return sum(b.nbytes for bs in _pool.values() for b in bs)
+
+
 def _cap_bytes() -> int:
     """The most memory the pool may keep, from ``LOSSFORGE_BUFFER_POOL_MB``."""
     try:
@@ -80,7 +85,7 @@ def _take(nbytes: int, cap: int) -> tuple[np.ndarray | None, bool]:
     if len(buffers) >= _PER_SIZE:
         return None, False
     _evict_free_buffers(cap - nbytes)
-    if sum(b.nbytes for bs in _pool.values() for b in bs) + nbytes > cap:
+    if _held_bytes() + nbytes > cap:
         return None, False
     buffers.append(np.empty(nbytes, np.uint8))
     return buffers[-1], False
@@ -88,7 +93,7 @@ def _take(nbytes: int, cap: int) -> tuple[np.ndarray | None, bool]:
 
 def _evict_free_buffers(limit: int) -> None:
     """Drop free buffers, largest first, until the pool holds at most ``limit`` bytes."""
-    held = sum(b.nbytes for bs in _pool.values() for b in bs)
+    held = _held_bytes()
     for size in sorted(_pool, reverse=True):
         buffers = _pool[size]
         for index in reversed(range(len(buffers))):
@@ -116,6 +121,6 @@ def release() -> int:
     32
     """
     with _lock:
-        before = sum(b.nbytes for bs in _pool.values() for b in bs)
+        before = _held_bytes()
         _evict_free_buffers(0)
-        return before - sum(b.nbytes for bs in _pool.values() for b in bs)
+        return before - _held_bytes()

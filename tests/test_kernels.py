@@ -62,7 +62,8 @@ def test_fingerprint_changes_with_versions_and_sources(monkeypatch):
     assert kernels._fingerprint() != base
     monkeypatch.undo()
     assert kernels._fingerprint() == base
-    monkeypatch.setenv("LOSSFORGE_VECTOR_WIDTH", "256")  # kernels compiled for other lanes
+    from lossforge.kernels import vmath
+    monkeypatch.setattr(vmath, "VECTOR_WIDTH", "256")  # kernels compiled for other lanes
     assert kernels._fingerprint() != base
 
 

@@ -30,8 +30,9 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from lossforge.kernels.prefetch import _LINE  # bytes per cache line: per non-temporal store
+
 STREAM_MIN_BYTES = 32 << 20  # outputs at least this large are streamed (table above)
-_LINE = 64  # bytes per cache line, and per non-temporal store
 
 
 @intrinsic

@@ -125,7 +125,7 @@ def reassoc_add(typingctx, a, b):
 def vector_width() -> str:
     """The lane width in bits that `prefer_512_bit_vectors` asks for: ``512``, or what
     ``$LOSSFORGE_VECTOR_WIDTH`` says (``256`` for a CPU whose clock drops in 512-bit code, as
-    early AVX-512 parts' did; ``128``). Part of the kernel cache's fingerprint."""
+    early AVX-512 parts' did; ``128``). Read once, at import, as `VECTOR_WIDTH`."""
     width = os.environ.get("LOSSFORGE_VECTOR_WIDTH", "512").strip()
     if width not in ("128", "256", "512"):
         raise ValueError(f"LOSSFORGE_VECTOR_WIDTH must be 128, 256 or 512 (bits of the widest "
@@ -133,9 +133,11 @@ def vector_width() -> str:
     return width
 
 
+#: the width this process compiles for (the kernel cache's fingerprint names it too)
+VECTOR_WIDTH = vector_width()
 #: LLVM's function attribute that sets the loop vectoriser's widest lane (clang's
 #: ``-mprefer-vector-width=512``)
-_PREFER_WIDTH = f'"prefer-vector-width"="{vector_width()}"'
+_PREFER_WIDTH = f'"prefer-vector-width"="{VECTOR_WIDTH}"'
 
 
 @intrinsic
