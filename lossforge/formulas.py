@@ -440,9 +440,8 @@ def _log1p_below_0_29(x):
 
 
 def _log1p_at_most_1(x):
-    """``log1p(x)`` for ``0 <= x <= 1``, such as ``exp(-|x|)`` (a float32 kernel reduces
-    ``1 + x``, within [1, 2], by one comparison, with none of log1p's exponent arithmetic and
-    special cases)."""
+    """``log1p(x)`` for ``0 <= x <= 1``, such as ``exp(-|x|)`` (a float32 kernel evaluates a
+    polynomial, with none of log1p's range reduction and special cases)."""
     return math.log1p(x)
 
 

@@ -436,13 +436,15 @@ def test_elementwise_float32_kernels_run_in_512_bit_lanes():
     assert "%zmm" in fresh.inspect_asm(sig)
 
 
-def test_log1p_at_most_1_has_the_bits_of_the_full_log1p_over_the_unit_interval():
-    # its one comparison must reduce 1 + x exactly as log1p's exponent arithmetic does: every
-    # 31st float32 in [0, 1], both ends, and the float32s around the halving point sqrt(2) - 1
-    x = np.arange(0, 0x3F800001, 31, dtype=np.int32).view(np.float32)
-    edge = np.float32(np.sqrt(2.0) - 1.0)
-    around = (edge.view(np.int32) + np.arange(-64, 65, dtype=np.int32)).view(np.float32)
-    x = np.concatenate([x, around, np.float32([0.0, 1.0])])
+def test_log1p_at_most_1_is_within_the_bound_where_its_polynomial_errs_most():
+    # one polynomial over [0, 1], no range reduction: its float32 evaluation errs most toward
+    # x = 1 (1.12 ulp at 0.9979 over every float32 of [0, 1]); every float32 of [0.5, 1] here.
+    # Near 0 it keeps log1p's relative precision: the correctly rounded value at these
+    x = np.arange(np.float32(0.5).view(np.int32), np.float32(1.0).view(np.int32) + 1,
+                  dtype=np.int32).view(np.float32)
     got = _mapped(vmath.log1p_at_most_1)(x)
-    want = _mapped(vmath.log1p)(x)
-    assert np.array_equal(got.view(np.int32), want.view(np.int32))
+    worst = _ulp_errors(got.astype(np.float64), np.log1p(x.astype(np.float64))).max()
+    assert worst <= ULP_BOUND, f"{worst:.3f} ulp"
+    tiny = np.float32([0.0, 2.0 ** -149, 2.0 ** -126, 1e-20, 2.0 ** -13])
+    got = _mapped(vmath.log1p_at_most_1)(tiny)
+    assert np.array_equal(got, np.log1p(tiny.astype(np.float64)).astype(np.float32))
