@@ -460,7 +460,8 @@ BUILTINS = [
     LossSpec("huber_loss", F.huber_loss, F.huber_loss_grad, params=(Param("delta", 1.0),),
              aliases=("huber",), builtin=True),
     LossSpec("log_loss", F.log_loss, F.log_loss_grad, params=(Param("epsilon", 1e-7),),
-             label_range=(0.0, 1.0), prediction_range=(0.0, 1.0), builtin=True),
+             label_range=(0.0, 1.0), prediction_range=(0.0, 1.0), builtin=True,
+             fast_logs=True),
     LossSpec("hinge_loss", F.hinge_loss, F.hinge_loss_grad, inputs=("labels", "logits"),
              aliases=("hinge",), label_range=(0.0, 1.0), builtin=True),
     OptionsSpec("sigmoid_cross_entropy", F.sigmoid_cross_entropy, F.sigmoid_cross_entropy_grad,
@@ -499,10 +500,10 @@ BUILTINS = [
              params=(Param("epsilon", 1e-7, 0.0, None,
                            doc="added to the rate inside the log (Keras 1e-7, PyTorch 1e-8)"),),
              aliases=("poisson_loss",), label_range=(0.0, math.inf),
-             prediction_range=(0.0, math.inf), builtin=True),
+             prediction_range=(0.0, math.inf), builtin=True, fast_logs=True),
     LossSpec("kl_divergence", F.kl_divergence, F.kl_divergence_grad,
              aliases=("kld", "kl_div", "kullback_leibler_divergence"), label_range=(0.0, 1.0),
-             prediction_range=(0.0, 1.0), builtin=True),
+             prediction_range=(0.0, 1.0), builtin=True, fast_logs=True),
     LossSpec("focal", F.focal, F.focal_grad, fused_grad=F.focal_fused,
              inputs=("labels", "logits"),
              # (gamma = 2, the paper's and torchvision's default, folds pow(q, 2) into q * q)
@@ -520,7 +521,7 @@ BUILTINS = [
     LossSpec("binary_cross_entropy", F.binary_cross_entropy, F.binary_cross_entropy_grad,
              fused_grad=F.binary_cross_entropy_fused,
              aliases=("bce", "binary_crossentropy"), label_range=(0.0, 1.0),
-             prediction_range=(0.0, 1.0), builtin=True),
+             prediction_range=(0.0, 1.0), builtin=True, fast_logs=True),
 ]
 for _spec in BUILTINS:
     register(_spec)

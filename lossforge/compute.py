@@ -66,7 +66,7 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
     scaled = False  # whether the kernel applied the reduction's denominator to the gradient
     if n:
         kernels = _kernels()
-        k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
+        fast_logs = spec.fast_logs and kd == np.float32
         mode = (_VALUES if none else 0) | (_GRAD if with_grad else 0)
         flags = mode | (_REUSED_GRAD if reused_grad else 0)
         if weights.ndim == 0:
@@ -75,11 +75,15 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
                 w, scaled = _fold_denominator(w, reduction, n, grad_factor)
         else:
             w = weights_view(weights, loss_shape, kd)
-        if max(n, p.size) >= kernels.PARALLEL_THRESHOLD:  # rows of a row-wise loss count as work
-            with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
-                sums = k.PARALLEL[mode](y, p, w, params, n, values, grad, flags)
-        else:
-            sums = k.SERIAL[mode](y, p, w, params, n, values, grad, flags)
+        parallel = max(n, p.size) >= kernels.PARALLEL_THRESHOLD  # a row-wise loss's rows count
+        sums = _launch(kernels, _cpu_kernels(spec, kernels, params, fast_logs), parallel, mode,
+                       (y, p, w, params, n, values, grad, flags))
+        if fast_logs and not math.isfinite(sums[0]):
+            # a log's argument was 0, subnormal, negative, inf or NaN somewhere (or the sum is
+            # inf or NaN anyway): again with the full log, over what the first pass wrote
+            flags |= _REUSED_GRAD if with_grad else 0
+            sums = _launch(kernels, _cpu_kernels(spec, kernels, params, False), parallel, mode,
+                           (y, p, w, params, n, values, grad, flags))
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))
@@ -132,19 +136,36 @@ def _kernels():
     return _kernels_module
 
 
-def _remember_kernels(spec, kernels, params: tuple[float, ...]):
+def _launch(kernels, k, parallel: bool, mode: int, args) -> tuple:
+    """``(sum L*W, sum W, count W != 0)`` from the kernel module ``k``'s kernel for ``mode``."""
+    if parallel:
+        with kernels.parallel_launch():  # (numba's workqueue layer is not thread-safe)
+            return k.PARALLEL[mode](*args)
+    return k.SERIAL[mode](*args)
+
+
+def _cpu_kernels(spec, kernels, params: tuple[float, ...], fast_logs: bool = False):
+    """The CPU kernel module of a call of ``spec`` with kernel ``params`` (``fast_logs``: the
+    one taking ``vmath.log_or_nan`` as ``log``, `LossSpec.fast_logs`)."""
+    k = spec.__dict__.get("_cpu_kernels_fast_logs" if fast_logs else "_cpu_kernels")
+    return k or _remember_kernels(spec, kernels, params, fast_logs)
+
+
+def _remember_kernels(spec, kernels, params: tuple[float, ...], fast_logs: bool = False):
     """The CPU kernel module of a call of ``spec`` with kernel ``params``, kept on the spec (a
     dict lookup per call instead of fingerprinting): in ``_cpu_kernels``, or where a `Param`
     specializes values, in ``_cpu_kernels_by_constants`` under the constants the call's
-    ``params`` select (`LossSpec.constants`)."""
+    ``params`` select (`LossSpec.constants`); ``fast_logs``: in those names + ``_fast_logs``."""
+    suffix = "_fast_logs" if fast_logs else ""
     if not any(p.specialize for p in spec.params):
-        module = spec.__dict__["_cpu_kernels"] = kernels.loss_kernels(spec)
+        module = spec.__dict__["_cpu_kernels" + suffix] = kernels.loss_kernels(
+            spec, fast_logs=fast_logs)
         return module
     constants = spec.constants(params)
-    modules = spec.__dict__.setdefault("_cpu_kernels_by_constants", {})
+    modules = spec.__dict__.setdefault("_cpu_kernels_by_constants" + suffix, {})
     module = modules.get(constants)
     if module is None:
-        module = modules[constants] = kernels.loss_kernels(spec, constants)
+        module = modules[constants] = kernels.loss_kernels(spec, constants, fast_logs)
     return module
 
 
@@ -252,8 +273,14 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
         w = as_array(weights, "weights")
         check_weights_broadcast(w, shape)
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
-    k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
-    sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
+    if spec.fast_logs and kd == np.float32:  # (see run)
+        args = (y, p, w, params, n, unused, unused, 0)
+        sums = _cpu_kernels(spec, kernels, params, True).SERIAL[0](*args)
+        if not math.isfinite(sums[0]):
+            sums = _cpu_kernels(spec, kernels, params).SERIAL[0](*args)
+    else:
+        k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
+        sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
     weighted_sum, weight_sum, nonzero_count = sums
     return out.type(finalize_sums(weighted_sum, weight_sum, nonzero_count, n, reduction)), sums, n
 

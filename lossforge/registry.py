@@ -174,6 +174,14 @@ class LossSpec:
       grad_fills_rows: row-wise losses: whether ``grad`` (and ``fused_grad``) writes every
         gradient entry of its row, whatever the inputs. Else lossforge clears the gradient
         array first, for a formula that writes only some entries.
+      fast_logs: elementwise losses: a promise that ``value`` is NaN wherever a ``math.log``
+        it takes is NaN, unless its result no longer depends on that log (no comparison or
+        ``min``/``max`` turns a NaN log into a number). A float32 call then runs the kernels
+        first with `lossforge.kernels.vmath.log_or_nan` as ``log``: the same bits for a
+        positive normal argument, NaN for any other (0, subnormals, negatives, inf, NaN),
+        without log's special cases; where that gives a sum that is not finite, the call
+        runs again with the full ``log`` (`lossforge.compute.run`). The same numbers either
+        way; the built-in log losses ran 4-8% faster at 16M float32 elements.
     """
 
     name: str
@@ -193,6 +201,7 @@ class LossSpec:
     builtin: bool = field(default=False, repr=False)
     grad_fills_rows: bool = field(default=False, repr=False)
     fused_grad: Callable | None = field(default=None, repr=False)
+    fast_logs: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in ("elementwise", "rowwise"):
@@ -213,6 +222,10 @@ class LossSpec:
                     f"or drop fused_grad.")
             _check_formula_arity(self.name, "fused_grad", self.fused_grad,
                                  5 if self.kind == "rowwise" else 2, self.params)
+        if self.fast_logs and self.kind != "elementwise":
+            raise InvalidArgumentError(
+                f"{self.name}: `fast_logs` is for elementwise losses (a row-wise kernel takes its "
+                f"logs in float64); drop fast_logs=True.")
         if not self.doc:
             self.doc = inspect.getdoc(self.value) or ""
         if self.float32_math is None:
@@ -380,6 +393,8 @@ class LossSpec:
         state = dict(self.__dict__)
         state.pop("_cpu_kernels", None)  # compiled in this process (see compute.run): not data
         state.pop("_cpu_kernels_by_constants", None)
+        state.pop("_cpu_kernels_fast_logs", None)
+        state.pop("_cpu_kernels_by_constants_fast_logs", None)
         state.pop("_cuda_kernels", None)  # (see kernels.cuda.kernel_module)
         state.pop("_cuda_kernels32", None)
         state.pop("_params_cache", None)  # (see _fast_params)
@@ -521,7 +536,8 @@ def remember(spec: LossSpec) -> None:
     _by_fingerprint[spec.fingerprint] = spec
 
 
-def jitted_formula(fingerprint: str, role: str, float32: bool = False, target: str = "cpu"):
+def jitted_formula(fingerprint: str, role: str, float32: bool = False, target: str = "cpu",
+                   log_or_nan: bool = False):
     """The ``numba.njit`` form of a formula (for generated kernel modules).
 
     Plain Python helpers the formula calls are compiled the same way, since numba cannot
@@ -530,15 +546,16 @@ def jitted_formula(fingerprint: str, role: str, float32: bool = False, target: s
     ``target="cuda"`` gives the form a CUDA kernel inlines: a float32 variant keeps ``math``
     (libdevice's float32 functions, not vmath's CPU polynomials), and where the loss shares rows
     (`shares_rows`) ``row_range`` and ``across_lanes_*`` are `lossforge.kernels.warp`'s, for a
-    warp running one row (device code: it compiles in CUDA kernels only).
+    warp running one row (device code: it compiles in CUDA kernels only). ``log_or_nan``: a
+    float32 variant's ``log`` is `lossforge.kernels.vmath.log_or_nan` (`LossSpec.fast_logs`).
     """
-    key = (fingerprint, role, float32, target)
+    key = (fingerprint, role, float32, target, log_or_nan)
     if key not in _compiled:
         spec = _by_fingerprint[fingerprint]
         fn = {"value": spec.value, "grad": spec.grad, "fused_grad": spec.fused_grad}[role]
         cuda = target == "cuda"
         _compiled[key] = _jit_with_helpers(fn, {}, float32, lanes=cuda and shares_rows(spec),
-                                           polynomials=not cuda)
+                                           polynomials=not cuda, log_or_nan=log_or_nan)
     return _compiled[key]
 
 
@@ -552,7 +569,7 @@ def shares_rows(spec) -> bool:
                for fn in (spec.value, spec.grad, spec.fused_grad))
 
 
-def float32_variant(fn, polynomials: bool = True):
+def float32_variant(fn, polynomials: bool = True, log_or_nan: bool = False):
     """A copy of the plain-Python formula ``fn`` that computes in float32 where ``fn`` does.
 
     Numba widens ``float32 op 1.0`` to float64 (a Python float is a float64 constant), and its
@@ -566,21 +583,24 @@ def float32_variant(fn, polynomials: bool = True):
     ``polynomials=False`` (CUDA kernels): ``math`` keeps its functions, with float32 constants
     (`lossforge.kernels.vmath.F32_LIBM`), and no helper is replaced: on a GPU numba-cuda calls
     libdevice's float32 ``logf``/``expf``..., and vmath's functions are CPU code.
+    ``log_or_nan=True`` (with ``polynomials``): ``log`` is `lossforge.kernels.vmath.log_or_nan`.
     """
     from .kernels import vmath
     names = _global_names(fn.__code__)
     namespace = dict(fn.__globals__)
+    f32_math = vmath.F32_MATH_LOG_OR_NAN if log_or_nan else vmath.F32_MATH
+    replacements = _float32_replacements(log_or_nan)
     for name in names:
         value = namespace.get(name, getattr(builtins, name, None))
         if value is math:
-            namespace[name] = vmath.F32_MATH if polynomials else vmath.F32_LIBM
+            namespace[name] = f32_math if polynomials else vmath.F32_LIBM
         elif value is float:
             namespace[name] = vmath.to_float32
         elif isinstance(value, float):
             namespace[name] = np.float32(value)
         elif polynomials and isinstance(value, (types.FunctionType, types.BuiltinFunctionType)) \
-                and value in vmath.REPLACEMENTS:
-            namespace[name] = vmath.REPLACEMENTS[value]
+                and value in replacements:
+            namespace[name] = replacements[value]
     cells = tuple(types.CellType(np.float32(c.cell_contents) if isinstance(c.cell_contents, float)
                                  else c.cell_contents) for c in fn.__closure__ or ()) or None
     defaults = tuple(np.float32(d) if isinstance(d, float) else d for d in fn.__defaults__ or ()) or None
@@ -589,9 +609,9 @@ def float32_variant(fn, polynomials: bool = True):
     return clone
 
 
-def _float32_replacements() -> dict:
+def _float32_replacements(log_or_nan: bool = False) -> dict:
     from .kernels import vmath
-    return vmath.REPLACEMENTS
+    return vmath.REPLACEMENTS_LOG_OR_NAN if log_or_nan else vmath.REPLACEMENTS
 
 
 def _float32_code(code):
@@ -601,14 +621,14 @@ def _float32_code(code):
 
 
 def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False,
-                      polynomials: bool = True):
+                      polynomials: bool = True, log_or_nan: bool = False):
     import numba
     fn = getattr(fn, "py_func", fn)
     if id(fn) in done:
         return done[id(fn)]
     options = dict(inline="always", error_model="numpy")
     names = _global_names(fn.__code__)
-    replaced = dict(_float32_replacements() if float32 and polynomials else {})
+    replaced = dict(_float32_replacements(log_or_nan) if float32 and polynomials else {})
     if lanes:
         from .kernels import warp
         lane_replacements = dict(warp.REPLACEMENTS)
@@ -624,7 +644,7 @@ def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False
         return jitted
     # a copy of the function whose helper functions (globals or closure cells) are compiled too
     if float32:
-        clone = float32_variant(fn, polynomials)
+        clone = float32_variant(fn, polynomials, log_or_nan)
         namespace, closure = clone.__globals__, clone.__closure__
     else:
         namespace = dict(fn.__globals__)
@@ -643,11 +663,11 @@ def _jit_with_helpers(fn, done: dict, float32: bool = False, lanes: bool = False
                                    if isinstance(replacement, types.FunctionType) else replacement)
     done[id(fn)] = jitted = numba.njit(**options)(clone)
     for name, helper in helpers.items():
-        namespace[name] = _jit_with_helpers(helper, done, float32, lanes, polynomials)
+        namespace[name] = _jit_with_helpers(helper, done, float32, lanes, polynomials, log_or_nan)
     for cell in closure or ():
         if isinstance(cell.cell_contents, types.FunctionType):
             cell.cell_contents = _jit_with_helpers(cell.cell_contents, done, float32, lanes,
-                                                   polynomials)
+                                                   polynomials, log_or_nan)
     return jitted
 
 
@@ -696,7 +716,7 @@ def register_loss(name: str, *, grad: Callable | None = None, params=None, alias
                   kind: str = "elementwise", inputs=("labels", "predictions"),
                   reduction=Reduction.SUM_BY_NONZERO_WEIGHTS, doc: str | None = None,
                   label_range=None, prediction_range=None, override: bool = False,
-                  fused_grad: Callable | None = None):
+                  fused_grad: Callable | None = None, fast_logs: bool = False):
     """Decorator: register a scalar formula as the loss ``name``; returns the formula unchanged.
 
     Args:
@@ -705,7 +725,8 @@ def register_loss(name: str, *, grad: Callable | None = None, params=None, alias
       params: ``{"delta": 1.0}`` (name -> default) or a sequence of `Param`; they are the
         formula's arguments after ``(y, p)`` and keyword arguments of the loss.
       aliases: other names for it.
-      kind, inputs, reduction, doc, label_range, prediction_range, fused_grad: see `LossSpec`.
+      kind, inputs, reduction, doc, label_range, prediction_range, fused_grad, fast_logs: see
+        `LossSpec`.
       override: replace a loss already registered under ``name``.
     """
     if isinstance(params, dict):
@@ -715,7 +736,8 @@ def register_loss(name: str, *, grad: Callable | None = None, params=None, alias
         register(LossSpec(name, formula, grad=grad, params=tuple(params or ()), kind=kind,
                           inputs=tuple(inputs), aliases=tuple(aliases), reduction=reduction,
                           doc=doc or "", label_range=label_range,
-                          prediction_range=prediction_range, fused_grad=fused_grad),
+                          prediction_range=prediction_range, fused_grad=fused_grad,
+                          fast_logs=fast_logs),
                  override=override)
         return formula
     return decorate

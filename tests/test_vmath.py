@@ -448,3 +448,17 @@ def test_log1p_at_most_1_is_within_the_bound_where_its_polynomial_errs_most():
     tiny = np.float32([0.0, 2.0 ** -149, 2.0 ** -126, 1e-20, 2.0 ** -13])
     got = _mapped(vmath.log1p_at_most_1)(tiny)
     assert np.array_equal(got, np.log1p(tiny.astype(np.float64)).astype(np.float32))
+
+
+def test_log_or_nan_has_the_bits_of_log_for_positive_normals_and_nan_for_the_rest():
+    # every 251st positive normal float32 (both ends too): the same bits as the full log
+    normal = np.arange(0x00800000, 0x7F800000, 251, dtype=np.int32)
+    x = np.concatenate([normal, np.int32([0x00800000, 0x7F7FFFFF])]).view(np.float32)
+    got = _mapped(vmath.log_or_nan)(x)
+    assert np.array_equal(got.view(np.int32), _mapped(vmath.log)(x).view(np.int32))
+    # zero, subnormals, negatives, inf and NaN: NaN, whatever the full log gives
+    other = np.float32([0.0, -0.0, 1e-45, 1.1754942e-38, -1e-45, -1.0, -3.4028235e38, np.inf,
+                        -np.inf, np.nan, -np.nan])
+    assert np.isnan(_mapped(vmath.log_or_nan)(other)).all()
+    # float64: math.log
+    assert _mapped(vmath.log_or_nan)(np.array([0.5]))[0] == math.log(0.5)

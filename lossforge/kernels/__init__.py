@@ -283,12 +283,14 @@ def _load(module_name: str, source: str, loss: str = "?") -> ModuleType:
     return module
 
 
-def _slot(spec, template: str, constants=(), float32: bool = False) -> str:
+def _slot(spec, template: str, constants=(), float32: bool = False,
+          fast_logs: bool = False) -> str:
     """The slot text binding a template's formula names to ``spec``'s compiled formulas, with
     the parameters in ``constants`` (``((index, value), ...)``) as literals; ``float32``: the
-    formulas' float32 variants (``template_cuda.py``'s float32 module, `_cuda_slot`)."""
+    formulas' float32 variants (``template_cuda.py``'s float32 module, `_cuda_slot`);
+    ``fast_logs``: float32 variants whose ``log`` is ``vmath.log_or_nan`` (`loss_kernels`)."""
     if template == "template_elementwise.py":
-        return _elementwise_slot(spec, constants)
+        return _elementwise_slot(spec, constants, fast_logs)
     if template == "template_cuda.py":
         return _cuda_slot(spec, constants, float32)
     if template == "template.py" and spec.float32_math:
@@ -419,10 +421,12 @@ def _loss_grad_at(spec) -> list[str]:
             "def LOSS_GRAD_AT(y, p, j, scale, grad, params, write_grad):", *body, ""]
 
 
-def _elementwise_slot(spec, constants) -> str:
+def _elementwise_slot(spec, constants, fast_logs: bool = False) -> str:
     """``VALUE``/``GRAD``/``VALUE_GRAD`` of ``template_elementwise.py``: the float32 variant of
-    each formula for float32 kernels (parameters cast to float32), the formula itself for
-    float64 ones; and the constants ``SUM_IN_LOOP`` and ``FUSED``."""
+    each formula for float32 kernels (parameters cast to float32; with ``fast_logs``, the one
+    taking ``vmath.log_or_nan`` as ``log``), the formula itself for float64 ones; and the
+    constants ``SUM_IN_LOOP`` and ``FUSED``."""
+    option = ", log_or_nan=True" if fast_logs else ""
     from lossforge import registry
     p64 = _param_args(spec, constants)
     p32 = _param_args(spec, constants, "float32")
@@ -444,7 +448,8 @@ def _elementwise_slot(spec, constants) -> str:
                       "    return _no_grad", "", ""]
             continue
         lines += [f"_{name}64 = _jitted({spec.fingerprint!r}, {role!r})",
-                  f"_{name}32 = _jitted({spec.fingerprint!r}, {role!r}, float32=True)", "", "",
+                  f"_{name}32 = _jitted({spec.fingerprint!r}, {role!r}, float32=True{option})",
+                  "", "",
                   f"def _{role}32(y, p, params):", f"    return _{name}32(y, p{p32})", "", "",
                   f"def _{role}64(y, p, params):",
                   f"    return _{name}64(float64(y), float64(p){p64})", "", "",
@@ -461,26 +466,31 @@ def _elementwise_slot(spec, constants) -> str:
     return "\n".join(lines)
 
 
-def loss_kernels(spec, constants=()):
+def loss_kernels(spec, constants=(), fast_logs: bool = False):
     """The CPU kernel module of the `LossSpec` ``spec``, generated and imported on first use.
 
     It provides the kernels by mode, ``SERIAL[mode]``/``PARALLEL[mode](y, p, w, params, n,
     values, grad, mode) -> (sum L*W, sum W, count W != 0)`` (see ``template.py``). Its
     formulas take the parameters in ``constants`` (``((index, value), ...)``, from
-    `LossSpec.constants`) as literals, whatever ``params`` holds there.
+    `LossSpec.constants`) as literals, whatever ``params`` holds there. ``fast_logs`` (an
+    elementwise ``spec`` with `LossSpec.fast_logs`): the module whose float32 kernels take
+    ``vmath.log_or_nan`` as ``log``, a module of its own, compiled only if used.
     """
-    template = "template_elementwise.py" if spec.kind == "elementwise" else "template.py"
-    return generated_module(spec, template, constants=constants)
+    if spec.kind != "elementwise":
+        return generated_module(spec, "template.py", constants=constants)
+    return generated_module(spec, "template_elementwise.py", prefix="fast_logs_" if fast_logs
+                            else "", constants=constants, fast_logs=fast_logs)
 
 
-def generated_module(spec, template: str, prefix: str = "", constants=(), float32: bool = False):
+def generated_module(spec, template: str, prefix: str = "", constants=(), float32: bool = False,
+                     fast_logs: bool = False):
     """``template`` (a file of this package) with ``spec``'s formula slot, imported once.
 
     The module file is ``<prefix><loss>_<formula fingerprint>.py`` in `cache_directory` (whose
     name fingerprints the templates), so each loss's compiled kernels cache under their own
     name; ``_c<hash>`` is appended for a slot with ``constants`` (see `loss_kernels`).
     """
-    key = (template, spec.fingerprint, constants, float32)
+    key = (template, spec.fingerprint, constants, float32, fast_logs)
     module = _modules.get(key)
     if module is not None:
         return module
@@ -490,7 +500,7 @@ def generated_module(spec, template: str, prefix: str = "", constants=(), float3
             registry.remember(spec)  # the generated module looks its formulas up by fingerprint
             head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
             _, tail = rest.split(_SLOT_END)
-            slot = _slot(spec, template, constants, float32)
+            slot = _slot(spec, template, constants, float32, fast_logs)
             source = head + _SLOT_BEGIN + slot + _SLOT_END + tail
             name = f"{prefix}{_safe(spec.name)}_{spec.fingerprint}"
             if constants:

@@ -44,9 +44,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["log", "exp", "log1p", "tanh", "sinh", "pow", "to_float32", "reassoc_add",
-           "prefer_512_bit_vectors", "F32_MATH",
-           "F32_LIBM", "REPLACEMENTS", "sweep", "sweep_pow"]
+__all__ = ["log", "log_or_nan", "exp", "log1p", "tanh", "sinh", "pow", "to_float32",
+           "reassoc_add", "prefer_512_bit_vectors", "F32_MATH", "F32_MATH_LOG_OR_NAN",
+           "F32_LIBM", "REPLACEMENTS", "REPLACEMENTS_LOG_OR_NAN", "sweep", "sweep_pow"]
 
 _STRICT = dict(fastmath=False, error_model="numpy")
 
@@ -198,6 +198,17 @@ _imin = _int32_op("_imin", lambda b, x, y: b.select(b.icmp_signed("<", x, y), x,
                   "``min(x, y)`` in int32.")
 
 
+@intrinsic
+def _iult(typingctx, a, b):
+    """``a < b`` of two int32s read as unsigned (one comparison for a range test)."""
+    if not (a == b == types.int32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.icmp_unsigned("<", *args)
+    return types.boolean(types.int32, types.int32), codegen
+
+
 def _like(a, value):
     """``value`` as array ``a``'s float type (float32 stays float32, all else float64)."""
 
@@ -222,6 +233,10 @@ _EXPONENT_BITS = _i(-0x800000)  # 0xFF800000: sign and exponent fields
 _ONE_BITS = _i(0x3F800000)
 _HALF_BITS = _i(0x3F000000)
 _MIN_NORMAL = _f(1.17549435e-38)
+_MIN_NORMAL_BITS = _i(0x00800000)
+#: bits(inf) - bits(2**-126): x is a positive normal float32 where bits(x) - bits(2**-126), read
+#: as unsigned, is below it
+_NORMAL_SPAN = _i(0x7F000000)
 _TWO23 = _f(8388608.0)
 _ROUNDER32 = _f(12582912.0)  # 1.5 * 2**23: t + it rounds t to an integer held in the low bits
 _EXP_MAX = _f(90.0)  # exp overflows to inf above 88.7228... (exp / 2 above 89.4159...)
@@ -272,6 +287,18 @@ def _log32(x):
     r = _NAN if x < _ZERO else r
     r = -_INF if x == _ZERO else r
     return x if (x == _INF or x != x) else r
+
+
+@njit(inline="always", **_STRICT)
+def _log32_or_nan(x):
+    """`_log32`'s value, bit for bit, where ``x`` is a positive normal float32, and NaN for
+    every other ``x`` (zero, subnormals, negatives, inf, NaN): one range test on the bits
+    instead of `_log32`'s special cases (23 vector instructions against 30 in a loop)."""
+    bits = _as_int(x)
+    m, e, _ = _split(bits)
+    r = _log_reduced(m - _ONE, np.float32(e), _ZERO)
+    # bits - bits(2**-126) wraps around for zero, subnormals and (sign bit) negatives
+    return r if _iult(_isub(bits, _MIN_NORMAL_BITS), _NORMAL_SPAN) else _NAN
 
 
 @njit(inline="always", **_STRICT)
@@ -496,6 +523,9 @@ def _dispatching(name, float32_impl, fallback):
 
 
 log = _dispatching("log", _log32, math.log)
+#: ``log`` in a loss that opts into `LossSpec.fast_logs`: in float32, `log`'s value for a
+#: positive normal argument and NaN for any other (float64: ``math.log``).
+log_or_nan = _dispatching("log_or_nan", _log32_or_nan, math.log)
 exp = _dispatching("exp", _exp32, math.exp)
 log1p = _dispatching("log1p", _log1p32, math.log1p)
 tanh = _dispatching("tanh", _tanh32, math.tanh)
@@ -688,6 +718,9 @@ def _f32_math(name: str, functions=()) -> ModuleType:
 
 #: ``math`` in the float32 variants of the CPU kernels: the polynomials above.
 F32_MATH = _f32_math("F32_MATH", (log, exp, log1p, tanh, sinh, pow))
+#: ``F32_MATH`` with `log_or_nan` as its ``log`` (`LossSpec.fast_logs`).
+F32_MATH_LOG_OR_NAN = _f32_math("F32_MATH_LOG_OR_NAN", (exp, log1p, tanh, sinh, pow))
+F32_MATH_LOG_OR_NAN.log = log_or_nan
 #: ``math`` in the float32 variants of the CUDA kernels: its own functions, which numba-cuda
 #: compiles to libdevice's float32 ``logf``, ``expf``... (CUDA documents 1-4 ulp for them).
 F32_LIBM = _f32_math("F32_LIBM")
@@ -710,6 +743,8 @@ def _replacements() -> dict:
 #: What a float32 formula variant calls instead of a global: ``math`` functions imported by
 #: name, and the row helpers of the built-in formulas.
 REPLACEMENTS = _replacements()
+#: ``REPLACEMENTS`` with `log_or_nan` for ``math.log`` (`LossSpec.fast_logs`).
+REPLACEMENTS_LOG_OR_NAN = {**REPLACEMENTS, math.log: log_or_nan}
 
 
 # --- accuracy sweep ---------------------------------------------------------------------------
