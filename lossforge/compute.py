@@ -76,14 +76,8 @@ def run(spec, prepared, params: tuple[float, ...], reduction: Reduction, with_gr
         else:
             w = weights_view(weights, loss_shape, kd)
         parallel = max(n, p.size) >= kernels.PARALLEL_THRESHOLD  # a row-wise loss's rows count
-        sums = _launch(kernels, _cpu_kernels(spec, kernels, params, fast_logs), parallel, mode,
-                       (y, p, w, params, n, values, grad, flags))
-        if fast_logs and not math.isfinite(sums[0]):
-            # a log's argument was 0, subnormal, negative, inf or NaN somewhere (or the sum is
-            # inf or NaN anyway): again with the full log, over what the first pass wrote
-            flags |= _REUSED_GRAD if with_grad else 0
-            sums = _launch(kernels, _cpu_kernels(spec, kernels, params, False), parallel, mode,
-                           (y, p, w, params, n, values, grad, flags))
+        sums = _sums(spec, kernels, params, fast_logs, parallel, mode,
+                     (y, p, w, params, n, values, grad, flags))
     state = LossState(*sums, n)
     value = (values.reshape(loss_shape).astype(out_dtype, copy=False) if none
              else out_dtype.type(finalize(state, reduction)))
@@ -134,6 +128,22 @@ def _kernels():
         from . import kernels
         _kernels_module = kernels
     return _kernels_module
+
+
+def _sums(spec, kernels, params: tuple[float, ...], fast_logs: bool, parallel: bool, mode: int,
+          args) -> tuple:
+    """``(sum L*W, sum W, count W != 0)`` of the call's kernel for ``mode`` over ``args`` (the
+    kernel's arguments, the mode flags last); with ``fast_logs`` (`LossSpec.fast_logs`), from
+    the module taking ``vmath.log_or_nan`` as ``log``, or from the full log's where that sum is
+    not finite."""
+    sums = _launch(kernels, _cpu_kernels(spec, kernels, params, fast_logs), parallel, mode, args)
+    if fast_logs and not math.isfinite(sums[0]):
+        # a log's argument was 0, subnormal, negative, inf or NaN somewhere (or the sum is inf
+        # or NaN anyway): again with the full log, over what the first pass wrote
+        flags = args[-1] | (_REUSED_GRAD if mode & _GRAD else 0)
+        sums = _launch(kernels, _cpu_kernels(spec, kernels, params), parallel, mode,
+                       args[:-1] + (flags,))
+    return sums
 
 
 def _launch(kernels, k, parallel: bool, mode: int, args) -> tuple:
@@ -273,11 +283,8 @@ def run_small(spec, labels, predictions, weights, reduction: Reduction, params: 
         w = as_array(weights, "weights")
         check_weights_broadcast(w, shape)
         w = scalar_weight(w, kd) if w.ndim == 0 else weights_view(w, shape, kd)
-    if spec.fast_logs and kd == np.float32:  # (see run)
-        args = (y, p, w, params, n, unused, unused, 0)
-        sums = _cpu_kernels(spec, kernels, params, True).SERIAL[0](*args)
-        if not math.isfinite(sums[0]):
-            sums = _cpu_kernels(spec, kernels, params).SERIAL[0](*args)
+    if spec.fast_logs and kd == np.float32:  # (see _sums)
+        sums = _sums(spec, kernels, params, True, False, 0, (y, p, w, params, n, unused, unused, 0))
     else:
         k = spec.__dict__.get("_cpu_kernels") or _remember_kernels(spec, kernels, params)
         sums = k.SERIAL[0](y, p, w, params, n, unused, unused, 0)
