@@ -228,9 +228,10 @@ class _file_lock:
 def _fingerprint() -> str:
     digest = hashlib.sha256()
     from lossforge import __version__
-    from lossforge.kernels import vmath
+    from lossforge.kernels import prefetch, vmath
     for part in (__version__, platform.python_version(), numba.__version__,
-                 llvmlite.__version__, np.__version__, vmath.VECTOR_WIDTH):
+                 llvmlite.__version__, np.__version__, vmath.VECTOR_WIDTH,
+                 str(prefetch.PREFETCH_ROWS)):
         digest.update(part.encode() + b"\0")
     # every template, vmath, and the registry's compilation of formulas into their variants
     for path in sorted(_HERE.glob("*.py")) + [_HERE.parent / "registry.py"]:

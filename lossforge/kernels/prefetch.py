@@ -11,6 +11,12 @@ the same rows took from cache (4.3 ms); the built-in kernel 3.5-3.9 -> 3.1-3.4 m
 kernels ask (compute-bound rows, and not softmax's, with its row of labels) is measured and
 decided in ``template.py`` (`_prefetch_ahead`).
 
+Those figures are an AMD EPYC's. On an Intel Xeon (a Sapphire Rapids VM, 2 threads) the same
+prefetch made the built-in sparse softmax slower: 4.9 -> 6.4 ms for its value, 6.65 -> 7.5 ms
+for its value and gradient; asking for the row 1 ahead, into L2 only, or only the first line
+of each page of the row was slower too. So rows are asked for only on an AMD CPU
+(`PREFETCH_ROWS`). Page hints (`prefetch_pages`) were measured on that Intel VM and help there.
+
 A prefetch is a hint: it never faults and changes no value, so a kernel gives the same bits
 with or without it. `prefetch_row` asks only for rows of arrays whose size is a whole number
 of rows of at least `_MIN_ROW_BYTES` (row-wise inputs, not the sparse labels' one int per row).
@@ -18,6 +24,30 @@ of rows of at least `_MIN_ROW_BYTES` (row-wise inputs, not the sparse labels' on
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
+
+
+def cpu_is_amd(cpuinfo: str, llvm_cpu_name: str) -> bool:
+    """Whether the host CPU is AMD's: from ``/proc/cpuinfo``'s text if it names a vendor, else
+    from LLVM's name for the host CPU (AMD's Zen cores are ``znver1``, ``znver2``, ...)."""
+    for line in cpuinfo.splitlines():
+        if line.startswith("vendor_id"):
+            return line.split(":", 1)[-1].strip() == "AuthenticAMD"
+    return llvm_cpu_name.startswith("znver")
+
+
+def _host_cpu_is_amd() -> bool:
+    import llvmlite.binding as llvm
+    try:
+        with open("/proc/cpuinfo") as file:
+            cpuinfo = file.read()
+    except OSError:  # not Linux
+        cpuinfo = ""
+    return cpu_is_amd(cpuinfo, llvm.get_host_cpu_name())
+
+
+#: Whether row-wise kernels ask for rows ahead on this host (measured: see above). Compiled
+#: in as a constant; the kernels' cache directory is named after it too (`lossforge.kernels`).
+PREFETCH_ROWS = _host_cpu_is_amd()
 
 AHEAD = 2  # rows ahead: 1 row gained 11%, 2 and 4 rows 13-14% (sparse softmax, above)
 _LINE = 64  # bytes per cache line (x86-64; a different size only spaces the hints otherwise)

@@ -20,7 +20,7 @@ and, as ``mode`` asks, the weighted values (``VALUES``) and the weighted gradien
 import numpy as np
 from numba import float64, njit, prange
 
-from lossforge.kernels.prefetch import AHEAD, prefetch_row
+from lossforge.kernels.prefetch import AHEAD, PREFETCH_ROWS, prefetch_row
 from lossforge.kernels.runs import next_run, run_length, run_start
 
 # --- formula slot: replaced per loss by lossforge.kernels ---
@@ -61,10 +61,11 @@ def chunk_rows(size, n):
 @njit(inline="always")
 def _prefetch_ahead(y, p, j, n):
     """Ask for the predictions' row of loss element ``j + AHEAD`` where `PREFETCH` says so and
-    the labels are not rows too: sparse softmax at 16384 x 1000 float32 measured 10% faster
-    with it; softmax (a row of labels beside each row of logits) measured 3-4% slower, as did
-    a prefetch of the labels' rows."""
-    if PREFETCH and y.size < n * 2:
+    the labels are not rows too, on a host where that pays (`prefetch.PREFETCH_ROWS`): sparse
+    softmax at 16384 x 1000 float32 measured 10% faster with it on an AMD EPYC (25-30% slower
+    on an Intel Xeon); softmax (a row of labels beside each row of logits) measured 3-4% slower,
+    as did a prefetch of the labels' rows."""
+    if PREFETCH and PREFETCH_ROWS and y.size < n * 2:
         prefetch_row(p, j + AHEAD, n)
 
 
