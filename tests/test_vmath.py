@@ -462,3 +462,21 @@ def test_log_or_nan_has_the_bits_of_log_for_positive_normals_and_nan_for_the_res
     assert np.isnan(_mapped(vmath.log_or_nan)(other)).all()
     # float64: math.log
     assert _mapped(vmath.log_or_nan)(np.array([0.5]))[0] == math.log(0.5)
+
+
+def test_exp_in_sum_has_the_bits_of_exp_down_to_minus_87_and_exp_of_minus_87_below():
+    # every 127th float32 of [-87, 0] (both ends too): the same bits as the full exp
+    low = np.float32(-87.0).view(np.int32)  # negative floats: larger bit patterns further from 0
+    x = np.concatenate([np.arange(np.int32(-2 ** 31), low, 127, dtype=np.int64).astype(np.int32),
+                        np.int32([low])]).view(np.float32)
+    assert x.min() == -87.0 and x.max() == 0.0
+    got = _mapped(vmath.exp_in_sum)(x)
+    assert np.array_equal(got.view(np.int32), _mapped(vmath.exp)(x).view(np.int32))
+    # below -87 (where exp is below 1.7e-38 and, summed into a sum of at least 1, invisible):
+    # exp(-87), a normal float32; NaN passes
+    below = np.float32([-87.00001, -100.0, -104.0, -1e30, -np.inf])
+    want = np.float32(math.exp(-87.0))
+    assert np.array_equal(_mapped(vmath.exp_in_sum)(below), np.full(5, want))
+    assert np.isnan(_mapped(vmath.exp_in_sum)(np.float32([np.nan]))).all()
+    # float64: math.exp
+    assert _mapped(vmath.exp_in_sum)(np.array([-100.0]))[0] == math.exp(-100.0)

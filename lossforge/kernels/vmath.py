@@ -302,20 +302,27 @@ def _log32_or_nan(x):
 
 
 @njit(inline="always", **_STRICT)
-def _exp_scaled(x, scale_bits):
-    """``exp(x) 2**j`` for ``scale_bits`` the bits of ``2**j``, ``j`` in {0, -1}."""
-    # beyond the clamps exp(x) 2**j is inf or 0, and the scaling below rounds to just that
-    # (NaN passes)
-    xc = _EXP_MIN if x < _EXP_MIN else x
-    xc = _EXP_MAX if xc > _EXP_MAX else xc
-    t = _fma(xc, _LOG2E, _ROUNDER32)  # t's bits: those of 1.5 * 2**23, plus n = round(x / ln 2)
+def _exp_reduced(xc):
+    """``(t, exp(r) - 1)`` for ``xc = n ln 2 + r``, ``n = round(xc / ln 2)``, ``|r| <= ln 2 / 2``:
+    ``t``'s bits are those of 1.5 * 2**23 plus ``n`` (``|xc| <= 104``; NaN passes)."""
+    t = _fma(xc, _LOG2E, _ROUNDER32)
     n = t - _ROUNDER32
     r = _fma(n, -_LN2_HI, xc)
     r = _fma(n, -_LN2_LO, r)
     r2 = r * r
     c = _EXP_Q
     q = _fma(_fma(c[0], r2, _fma(c[1], r, c[2])), r2, _fma(c[3], r, c[4]))
-    p = _fma(q, r2, r)  # exp(r) - 1
+    return t, _fma(q, r2, r)
+
+
+@njit(inline="always", **_STRICT)
+def _exp_scaled(x, scale_bits):
+    """``exp(x) 2**j`` for ``scale_bits`` the bits of ``2**j``, ``j`` in {0, -1}."""
+    # beyond the clamps exp(x) 2**j is inf or 0, and the scaling below rounds to just that
+    # (NaN passes)
+    xc = _EXP_MIN if x < _EXP_MIN else x
+    xc = _EXP_MAX if xc > _EXP_MAX else xc
+    t, p = _exp_reduced(xc)
     # 2**n as 2**n1 * 2**(n - n1), n1 = n >> 1: each factor a normal float32 for n in [-150, 130].
     # Shifted left by 23, t's bits give n1 << 23 and n << 23 (its high bits shift out)
     bits = _as_int(t)
@@ -328,6 +335,23 @@ def _exp_scaled(x, scale_bits):
 @njit(inline="always", **_STRICT)
 def _exp32(x):
     return _exp_scaled(x, _ONE_BITS)
+
+
+_EXP_IN_SUM_MIN = _f(-87.0)  # exp(-87) = 1.6e-38 is normal (exp(x) is subnormal below -87.34)
+
+
+@njit(inline="always", **_STRICT)
+def _exp_in_sum32(x):
+    """``exp(x)`` for ``x <= 0`` (NaN passes) that is one term of a sum at least 1 (a max-shifted
+    log-sum-exp's): `_exp32`'s bits for ``x >= -87``, and ``exp(-87) = 1.6e-38`` below. Summed
+    into at least 1, that stands in for the true ``exp(x) < 1.7e-38`` without a trace in float64
+    (2**31 such terms stay below 1e-28), and it lets ``2**n`` (n >= -126) be one normal float32:
+    no upper clamp and one scale factor instead of `_exp_scaled`'s two. A sparse softmax's
+    value at 16384 x 1000 float32, 2 threads: 4.9 -> 4.2 ms in a standalone kernel."""
+    xc = _EXP_IN_SUM_MIN if x < _EXP_IN_SUM_MIN else x
+    t, p = _exp_reduced(xc)
+    s = _as_float(_iadd(_ishl(_as_int(t), _i(23)), _ONE_BITS))  # 2**n from t's low bits
+    return _fma(p, s, s)
 
 
 @njit(inline="always", **_STRICT)
@@ -527,6 +551,9 @@ log = _dispatching("log", _log32, math.log)
 #: positive normal argument and NaN for any other (float64: ``math.log``).
 log_or_nan = _dispatching("log_or_nan", _log32_or_nan, math.log)
 exp = _dispatching("exp", _exp32, math.exp)
+#: ``exp`` of an argument ``<= 0`` (or NaN) summed into at least 1 (a max-shifted
+#: log-sum-exp's terms): in float32, `_exp_in_sum32`.
+exp_in_sum = _dispatching("exp_in_sum", _exp_in_sum32, math.exp)
 log1p = _dispatching("log1p", _log1p32, math.log1p)
 tanh = _dispatching("tanh", _tanh32, math.tanh)
 sinh = _dispatching("sinh", _sinh32, math.sinh)
@@ -599,9 +626,11 @@ def _logsumexp_blocks(row, out, keep):
         maxima = zero
         for k in range(block.shape[0]):
             v = block[k]
-            e = exp(v - m)
-            if keep:
+            if keep:  # the softmax of the gradient wants exp itself, subnormal values too
+                e = exp(v - m)
                 kept[k] = e
+            else:
+                e = exp_in_sum(v - m)
             terms += e if v != m else zero  # NaN: v != m, and the NaN is summed
             maxima += one if v == m else zero
         s += np.float64(terms) + np.float64(maxima)
