@@ -1277,3 +1277,28 @@ def test_nn_error_parity(fn, kwargs):
         getattr(tf.nn, fn)(**kwargs)
     with pytest.raises(ValueError):
         getattr(lossforge.nn, fn)(**kwargs)
+
+
+def test_softmax_gradients_flush_what_tf_flushes_far_below_the_row_max():
+    """TF's CPU softmax flushes its subnormal results to 0: a logit 88 or more below its row's
+    max has a softmax (and gradient) of 0 there, as in lossforge (`vmath.row_softmax_at`); the
+    rest of the gradient matches TF's within float32 rounding."""
+    logits = np.array([[0.0, -86.0, -86.9, -87.5, -88.0, -95.0, -1e4, 3.0],
+                       [5.0, 5.0, -83.0, -90.0, 1.0, -120.0, -87.2, 0.0]], np.float32)
+    labels = np.array([1, 0])
+    onehot = np.eye(8, dtype=np.float32)[labels]
+    x = tf.constant(logits)
+    for tf_loss, lf_call in (
+            (lambda x: TFL.sparse_softmax_cross_entropy(labels, x),
+             lambda: lossforge.registry.get("sparse_softmax_cross_entropy").value_and_grad(
+                 labels, logits)),
+            (lambda x: TFL.softmax_cross_entropy(onehot, x),
+             lambda: lossforge.registry.get("softmax_cross_entropy").value_and_grad(onehot, logits))):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf_loss(x)
+        want = tape.gradient(value, x).numpy()
+        got_value, got = lf_call()
+        np.testing.assert_allclose(got_value, value.numpy(), rtol=RTOL)
+        assert np.array_equal(got == 0, want == 0), (got, want)
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)

@@ -310,12 +310,16 @@ def test_row_logsumexp_keeps_the_small_sum_of_a_confident_row():
 
 def test_row_logsumexp_keeping_exps_leaves_the_exps_a_softmax_reuses():
     """The stand-ins a float32 softmax gradient calls: the same ``(m, lse')`` bits as
-    `row_logsumexp`, ``exp(row - m)`` left in the scratch row, and the softmax from it within
-    float32 rounding of the float64 one; NaN rows stay NaN, and the input row is untouched."""
+    `row_logsumexp`, ``exp(row - m)`` left in the scratch row (``exp(-87)`` where ``row - m <
+    -87``, see `vmath.exp_in_sum`), and the softmax from it within float32 rounding of the
+    float64 one (0 where ``row - m <= -87``, as TF's); NaN rows stay NaN, and the input row is
+    untouched."""
     rng = np.random.default_rng(5)
     rows = [(rng.normal(size=size) * 10).astype(np.float32) for size in (1, 7, 513, 1000)]
     rows += [np.array([20.0] + [-20.0] * 999, np.float32), np.array([-np.inf, 0.5, 2.0], np.float32),
-             np.array([1e4, 1e4 - 1, -1e4], np.float32)]
+             np.array([1e4, 1e4 - 1, -1e4], np.float32),
+             np.array([0.0, -86.9, -87.1, -88.0, -95.0, -104.0], np.float32),
+             (rng.normal(size=1000) * 40).astype(np.float32)]
     for row in rows:
         before = row.copy()
         out = np.full(row.shape, np.nan, np.float32)
@@ -324,13 +328,15 @@ def test_row_logsumexp_keeping_exps_leaves_the_exps_a_softmax_reuses():
         np.testing.assert_array_equal(row, before)
         # exp of the float32 difference (as the kernel takes it) within the polynomial's 2 ulp
         shifted = (row - np.float32(m)).astype(np.float64)
-        np.testing.assert_allclose(out, np.exp(shifted), rtol=2.5e-7, atol=1e-44)
+        flushed = shifted <= -87
+        np.testing.assert_allclose(out, np.exp(np.maximum(shifted, -87.0)), rtol=2.5e-7, atol=0)
         softmax = np.array([vmath.row_softmax_at(row, out, k, np.float32(m), np.float32(lse))
                             for k in range(row.size)])
         # the float64 softmax, less the rounding of x_k - m (half an ulp of up to ~70 here)
         x64 = row.astype(np.float64)
         e = np.exp(x64 - x64.max())
-        np.testing.assert_allclose(softmax, e / e.sum(), rtol=1e-5, atol=1e-44)
+        np.testing.assert_allclose(softmax, np.where(flushed, 0.0, e / e.sum()), rtol=1e-5,
+                                   atol=1e-44)
     for row in ([1.0, np.nan, 3.0], [-np.inf, -np.inf], [np.inf, 1.0]):
         row = np.array(row, np.float32)
         out = np.zeros(row.shape, np.float32)
@@ -472,11 +478,10 @@ def test_exp_in_sum_has_the_bits_of_exp_down_to_minus_87_and_exp_of_minus_87_bel
     assert x.min() == -87.0 and x.max() == 0.0
     got = _mapped(vmath.exp_in_sum)(x)
     assert np.array_equal(got.view(np.int32), _mapped(vmath.exp)(x).view(np.int32))
-    # below -87 (where exp is below 1.7e-38 and, summed into a sum of at least 1, invisible):
-    # exp(-87), a normal float32; NaN passes
-    below = np.float32([-87.00001, -100.0, -104.0, -1e30, -np.inf])
+    # below -87, where exp < 1.7e-38 and a sum of at least 1 cannot tell: exp(-87); NaN passes
+    below = np.float32([-87.00001, -87.3, -100.0, -104.0, -1e30, -np.inf])
     want = np.float32(math.exp(-87.0))
-    assert np.array_equal(_mapped(vmath.exp_in_sum)(below), np.full(5, want))
+    assert np.array_equal(_mapped(vmath.exp_in_sum)(below), np.full(6, want))
     assert np.isnan(_mapped(vmath.exp_in_sum)(np.float32([np.nan]))).all()
     # float64: math.exp
     assert _mapped(vmath.exp_in_sum)(np.array([-100.0]))[0] == math.exp(-100.0)

@@ -337,19 +337,22 @@ def _exp32(x):
     return _exp_scaled(x, _ONE_BITS)
 
 
-_EXP_IN_SUM_MIN = _f(-87.0)  # exp(-87) = 1.6e-38 is normal (exp(x) is subnormal below -87.34)
+_EXP_FLUSH_BELOW = _f(-87.0)  # exp(-87) = 1.6e-38 is normal (exp(x) is subnormal below -87.34)
+_EXP_IN_SUM_FLOOR = _f(math.exp(-87.0))  # what `_exp_in_sum32` gives at and below -87
 
 
 @njit(inline="always", **_STRICT)
 def _exp_in_sum32(x):
-    """``exp(x)`` for ``x <= 0`` (NaN passes) that is one term of a sum at least 1 (a max-shifted
-    log-sum-exp's): `_exp32`'s bits for ``x >= -87``, and ``exp(-87) = 1.6e-38`` below. Summed
-    into at least 1, that stands in for the true ``exp(x) < 1.7e-38`` without a trace in float64
-    (2**31 such terms stay below 1e-28), and it lets ``2**n`` (n >= -126) be one normal float32:
-    no upper clamp and one scale factor instead of `_exp_scaled`'s two. A sparse softmax's
-    value at 16384 x 1000 float32, 2 threads: 4.9 -> 4.2 ms in a standalone kernel."""
-    xc = _EXP_IN_SUM_MIN if x < _EXP_IN_SUM_MIN else x
-    t, p = _exp_reduced(xc)
+    """``exp(x)`` for ``x <= 0`` (NaN passes) that is a term of a sum of at least 1 (a
+    max-shifted log-sum-exp's): `_exp32`'s bits for ``x >= -87``, and ``exp(-87) = 1.6e-38``
+    below, which such a sum cannot tell from the true ``exp(x) < 1.7e-38`` in float64 (2**31
+    such terms stay below 1e-28).
+
+    ``2**n`` (n >= -126) is then one normal float32: no upper clamp and one scale factor
+    instead of `_exp_scaled`'s two. A sparse softmax's value at 16384 x 1000 float32, 2
+    threads: standalone kernel 4.9 -> 4.2 ms (a select to 0 below -87 cost 6% more: the
+    softmax of a gradient flushes there instead, `row_softmax_at`)."""
+    t, p = _exp_reduced(_EXP_FLUSH_BELOW if x < _EXP_FLUSH_BELOW else x)
     s = _as_float(_iadd(_ishl(_as_int(t), _i(23)), _ONE_BITS))  # 2**n from t's low bits
     return _fma(p, s, s)
 
@@ -551,8 +554,9 @@ log = _dispatching("log", _log32, math.log)
 #: positive normal argument and NaN for any other (float64: ``math.log``).
 log_or_nan = _dispatching("log_or_nan", _log32_or_nan, math.log)
 exp = _dispatching("exp", _exp32, math.exp)
-#: ``exp`` of an argument ``<= 0`` (or NaN) summed into at least 1 (a max-shifted
-#: log-sum-exp's terms): in float32, `_exp_in_sum32`.
+#: ``exp`` of an argument ``<= 0`` (or NaN) added to a sum of at least 1 (a max-shifted
+#: log-sum-exp's terms): in float32, `_exp32`'s value down to -87 and ``exp(-87)`` below, see
+#: `_exp_in_sum32`.
 exp_in_sum = _dispatching("exp_in_sum", _exp_in_sum32, math.exp)
 log1p = _dispatching("log1p", _log1p32, math.log1p)
 tanh = _dispatching("tanh", _tanh32, math.tanh)
@@ -626,11 +630,9 @@ def _logsumexp_blocks(row, out, keep):
         maxima = zero
         for k in range(block.shape[0]):
             v = block[k]
-            if keep:  # the softmax of the gradient wants exp itself, subnormal values too
-                e = exp(v - m)
+            e = exp_in_sum(v - m)
+            if keep:
                 kept[k] = e
-            else:
-                e = exp_in_sum(v - m)
             terms += e if v != m else zero  # NaN: v != m, and the NaN is summed
             maxima += one if v == m else zero
         s += np.float64(terms) + np.float64(maxima)
@@ -666,8 +668,12 @@ def row_softmax_at(row, exps, k, m, lse):
     `row_logsumexp_keeping_exps`; LLVM hoists ``exp(-lse')`` out of the row's loop. Closer to
     the float64 softmax than ``exp((row_k - m) - lse')``, whose float32 argument rounds by up
     to an ulp of ``|row_k - m|`` (sparse softmax's gradient, 16384 x 1000 logits of s.d. 3:
-    largest error 20 float32 ulps, against 34; mean 2.5 against 3.8)."""
-    return exps[k] * exp(-lse)
+    largest error 20 float32 ulps, against 34; mean 2.5 against 3.8).
+
+    0 where ``row_k - m <= -87`` (`exp_in_sum` left ``exp(-87)`` there): TF's CPU softmax
+    flushes its subnormal results to 0, and a softmax there is below 1.7e-38."""
+    e = exps[k]
+    return (e * _ZERO if e <= _EXP_IN_SUM_FLOOR else e) * exp(-lse)  # (NaN: e)
 
 
 @njit(**_ROWS)
