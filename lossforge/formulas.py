@@ -201,13 +201,17 @@ def _row_sum(row):
     return across_lanes_sum(s)
 
 
-def _row_shifted_dot(z, x, m):
-    """``sum_k z_k (m - x_k)``: with ``m = max(x)`` and ``z >= 0`` a sum of terms >= 0, so it
-    never cancels (``m + lse - x_k`` rounded ``m + lse`` first: 5e-4 off at logits of 1e4)."""
+def _row_sum_and_shifted_dot(z, x, m):
+    """``(sum_k z_k, sum_k z_k (m - x_k))`` in one pass over the rows: with ``m = max(x)`` and
+    ``z >= 0`` the second is a sum of terms >= 0, so it never cancels (``m + lse - x_k``
+    rounded ``m + lse`` first: 5e-4 off at logits of 1e4)."""
+    total = 0.0
     s = 0.0
     for k in row_range(x.shape[0]):
-        s += float(z[k]) * (m - float(x[k]))
-    return across_lanes_sum(s)
+        zk = float(z[k])
+        total += zk
+        s += zk * (m - float(x[k]))
+    return across_lanes_sum(total), across_lanes_sum(s)
 
 
 def _row_shifted_sum(x, m):
@@ -234,8 +238,7 @@ def softmax_cross_entropy(z, x, j, label_smoothing):
 def _softmax_row(zr, xr, m, lse, label_smoothing):
     """``(loss, sum_k z'_k)`` of a row with at least one class and its ``m``, ``lse'`` (see
     softmax_cross_entropy): the loss and the sum its gradient needs."""
-    total = _row_sum(zr)
-    shifted = _row_shifted_dot(zr, xr, m)
+    total, shifted = _row_sum_and_shifted_dot(zr, xr, m)
     if label_smoothing > 0.0:
         k_count = xr.shape[0]
         total = total * (1.0 - label_smoothing) + label_smoothing

@@ -268,8 +268,10 @@ def test_row_helpers_match_their_formula_namesakes():
         assert lse == pytest.approx(lse_ref, rel=1e-6, abs=1e-7)
         assert vmath.row_sum(z) == pytest.approx(formulas._row_sum(z), rel=1e-12)
         # (m - x_k is rounded to float32 there: one rounding per term, all terms >= 0)
-        assert vmath.row_shifted_dot(z, row, np.float32(m)) == pytest.approx(
-            formulas._row_shifted_dot(z, row, m), rel=1e-7)
+        total, shifted = vmath.row_sum_and_shifted_dot(z, row, np.float32(m))
+        total_ref, shifted_ref = formulas._row_sum_and_shifted_dot(z, row, m)
+        assert total == pytest.approx(total_ref, rel=1e-12)
+        assert shifted == pytest.approx(shifted_ref, rel=1e-7)
         assert vmath.row_shifted_sum(row[np.isfinite(row)], np.float32(m)) == pytest.approx(
             formulas._row_shifted_sum(row[np.isfinite(row)], m), rel=1e-7)
         # the row-wise formulas' other sums: float64 products and differences of float32s

@@ -686,12 +686,17 @@ def row_sum(row):
 
 
 @njit(**_ROWS)
-def row_shifted_dot(z, x, m):
-    """``sum_k z_k (m - x_k)`` in float64."""
+def row_sum_and_shifted_dot(z, x, m):
+    """``(sum_k z_k, sum_k z_k (m - x_k))`` in float64, in one loop: a softmax's value at
+    16384 x 1000 float32 (2 threads, standalone kernel) took 7.6 ms with one loop per sum,
+    6.75 ms so (the label row read once from cache instead of twice, and converted once)."""
+    total = 0.0
     s = 0.0
     for k in range(x.shape[0]):
-        s += np.float64(z[k]) * np.float64(m - x[k])
-    return s
+        zk = np.float64(z[k])
+        total += zk
+        s += zk * np.float64(m - x[k])
+    return total, s
 
 
 @njit(**_ROWS)
@@ -767,7 +772,7 @@ def _replacements() -> dict:
             formulas._row_logsumexp: row_logsumexp, formulas._row_sum: row_sum,
             formulas._row_logsumexp_keeping_exps: row_logsumexp_keeping_exps,
             formulas._row_softmax_at: row_softmax_at,
-            formulas._row_shifted_dot: row_shifted_dot,
+            formulas._row_sum_and_shifted_dot: row_sum_and_shifted_dot,
             formulas._row_shifted_sum: row_shifted_sum, formulas._fibre_dot: fibre_dot,
             formulas._row_diff_sums: row_diff_sums, formulas._sinh_below_1: sinh_below_1,
             formulas._tanh_below_0_625: tanh_below_0_625,
