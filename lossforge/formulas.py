@@ -89,7 +89,7 @@ def hinge_loss_grad(y, x):
 def sigmoid_cross_entropy(z, x, label_smoothing):
     """``max(x, 0) - x z + log1p(exp(-|x|))``, labels smoothed to ``z (1 - ls) + ls / 2`` if ls > 0."""
     z = _smoothed_binary(z, label_smoothing)
-    return _sigmoid_ce(z, x, math.exp(-abs(x)))
+    return _sigmoid_ce(z, x, _exp_at_most_0(-abs(x)))
 
 
 def sigmoid_cross_entropy_grad(z, x, label_smoothing):
@@ -99,7 +99,7 @@ def sigmoid_cross_entropy_grad(z, x, label_smoothing):
 def sigmoid_cross_entropy_fused(z, x, label_smoothing):
     """``(loss, gradient)`` from one ``exp(-|x|)``."""
     z = _smoothed_binary(z, label_smoothing)
-    e = math.exp(-abs(x))
+    e = _exp_at_most_0(-abs(x))
     return _sigmoid_ce(z, x, e), _sigmoid_of(x, e) - z
 
 
@@ -116,7 +116,7 @@ def _sigmoid_ce(z, x, e):
 
 
 def _sigmoid(x):
-    return _sigmoid_of(x, math.exp(-abs(x)))
+    return _sigmoid_of(x, _exp_at_most_0(-abs(x)))
 
 
 def _sigmoid_of(x, e):
@@ -410,7 +410,7 @@ def _log_cosh_arg(a):
     if a < _LOG_COSH_SPLIT:
         s = _sinh_below_1(0.5 * a)
         return 2.0 * s * s
-    return math.exp(-2.0 * a)
+    return _exp_at_most_0(-2.0 * a)
 
 
 def _log_cosh_of(a, u):
@@ -440,6 +440,13 @@ def _log1p_below_0_29(x):
     """``log1p(x)`` for ``0 <= x <= 0.29`` (a float32 kernel evaluates a polynomial, with
     none of log1p's range reduction)."""
     return math.log1p(x)
+
+
+def _exp_at_most_0(x):
+    """``exp(x)`` for ``x <= 0``, such as ``exp(-|x|)``: a float32 kernel gives 0 where exp is
+    a subnormal float32 (``x < -87.34``), as TF's CPU kernels, which flush subnormal results to
+    0, and spares the full exp's upper clamp and second scale factor (`vmath.exp_at_most_0`)."""
+    return math.exp(x)
 
 
 def _log1p_at_most_1(x):
@@ -523,7 +530,7 @@ def _focal_terms(z, x, gamma, alpha):
 def _sigmoids(x):
     """``(sigmoid(x), sigmoid(-x), log1p(exp(-|x|)))`` from one ``exp(-|x|)``: each equal to
     what ``_sigmoid(x)``, ``_sigmoid(-x)`` and ``log1p(exp(-abs(x)))`` give (three exps)."""
-    e = math.exp(-abs(x))
+    e = _exp_at_most_0(-abs(x))
     d = 1.0 + e
     if x >= 0.0:
         return 1.0 / d, e / d, _log1p_at_most_1(e)
@@ -640,7 +647,7 @@ def sigmoid_cross_entropy_pos_weight(z, x, j, label_smoothing):
     Labels are smoothed first, ``z (1 - ls) + ls / 2`` if ls > 0, then weighted.
     """
     pw, zj, xj = _pos_weighted_element(z, x, j, label_smoothing)
-    tail = _log1p_at_most_1(math.exp(-abs(xj)))
+    tail = _log1p_at_most_1(_exp_at_most_0(-abs(xj)))
     softplus_pos = (xj if xj >= 0.0 else 0.0) + tail
     softplus_neg = (0.0 if xj >= 0.0 else -xj) + tail
     return (1.0 - zj) * softplus_pos + pw * zj * softplus_neg

@@ -1280,10 +1280,11 @@ def test_nn_error_parity(fn, kwargs):
 
 
 def test_softmax_gradients_flush_what_tf_flushes_far_below_the_row_max():
-    """TF's CPU softmax flushes its subnormal results to 0: a logit 88 or more below its row's
-    max has a softmax (and gradient) of 0 there, as in lossforge (`vmath.row_softmax_at`); the
-    rest of the gradient matches TF's within float32 rounding."""
-    logits = np.array([[0.0, -86.0, -86.9, -87.5, -88.0, -95.0, -1e4, 3.0],
+    """TF's CPU softmax flushes its subnormal results to 0: a logit more than 87.34 below its
+    row's max has a softmax (and gradient) of 0 there, as in lossforge (`vmath.row_softmax_at`);
+    the rest of the gradient matches TF's within float32 rounding (lossforge keeps a subnormal
+    product of a normal softmax and the gradient's scale, which TF flushes)."""
+    logits = np.array([[0.0, -86.0, -86.9, -87.2, -87.5, -88.0, -95.0, -1e4],
                        [5.0, 5.0, -83.0, -90.0, 1.0, -120.0, -87.2, 0.0]], np.float32)
     labels = np.array([1, 0])
     onehot = np.eye(8, dtype=np.float32)[labels]
@@ -1300,5 +1301,28 @@ def test_softmax_gradients_flush_what_tf_flushes_far_below_the_row_max():
         want = tape.gradient(value, x).numpy()
         got_value, got = lf_call()
         np.testing.assert_allclose(got_value, value.numpy(), rtol=RTOL)
-        assert np.array_equal(got == 0, want == 0), (got, want)
-        np.testing.assert_allclose(got, want, rtol=RTOL, atol=1e-7)
+        far = logits - logits.max(axis=1, keepdims=True) < -87.34  # exp is subnormal there
+        assert (got[far] == 0).all() and (want[far] == 0).all()
+        # elsewhere within float32 rounding, and within a subnormal of TF's flushed 0s
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=np.finfo(np.float32).tiny)
+
+
+def test_sigmoid_losses_flush_what_tf_flushes_at_large_negative_margins():
+    """Where ``exp(-|x|)`` is a subnormal float32 (|x| > 87.34), TF's CPU kernels flush it to 0,
+    and so do lossforge's float32 kernels (`vmath.exp_at_most_0`): sigmoid cross-entropy's value
+    and gradient are 0 at x = -87.5, z = 0, and ``exp(-87.2)`` is still kept."""
+    x_values = np.array([-86.0, -87.2, -87.3, -87.4, -87.5, -88.8, -100.0, 87.5, 90.0], np.float32)
+    for z in (0.0, 1.0):
+        labels = np.full(x_values.shape, z, np.float32)
+        x = tf.constant(x_values)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=x)
+        want_grad = tape.gradient(value, x).numpy()
+        spec = lossforge.registry.get("sigmoid_cross_entropy")
+        got = spec(labels, x_values, reduction=Reduction.NONE)
+        _, got_grad = spec.value_and_grad(labels, x_values, reduction=Reduction.SUM)
+        assert np.array_equal(got == 0, value.numpy() == 0), (got, value.numpy())
+        np.testing.assert_allclose(got, value.numpy(), rtol=RTOL)
+        assert np.array_equal(got_grad == 0, want_grad == 0), (got_grad, want_grad)
+        np.testing.assert_allclose(got_grad, want_grad, rtol=RTOL)

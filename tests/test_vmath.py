@@ -312,10 +312,10 @@ def test_row_logsumexp_keeps_the_small_sum_of_a_confident_row():
 
 def test_row_logsumexp_keeping_exps_leaves_the_exps_a_softmax_reuses():
     """The stand-ins a float32 softmax gradient calls: the same ``(m, lse')`` bits as
-    `row_logsumexp`, ``exp(row - m)`` left in the scratch row (``exp(-87)`` where ``row - m <
-    -87``, see `vmath.exp_in_sum`), and the softmax from it within float32 rounding of the
-    float64 one (0 where ``row - m <= -87``, as TF's); NaN rows stay NaN, and the input row is
-    untouched."""
+    `row_logsumexp`, ``exp(row - m)`` left in the scratch row (``exp(-87.34)`` where ``row - m
+    < -87.34``, see `vmath.exp_in_sum`), and the softmax from it within float32 rounding of the
+    float64 one (0 where ``row - m <= -87.34``, as TF's); NaN rows stay NaN, and the input row
+    is untouched."""
     rng = np.random.default_rng(5)
     rows = [(rng.normal(size=size) * 10).astype(np.float32) for size in (1, 7, 513, 1000)]
     rows += [np.array([20.0] + [-20.0] * 999, np.float32), np.array([-np.inf, 0.5, 2.0], np.float32),
@@ -330,8 +330,9 @@ def test_row_logsumexp_keeping_exps_leaves_the_exps_a_softmax_reuses():
         np.testing.assert_array_equal(row, before)
         # exp of the float32 difference (as the kernel takes it) within the polynomial's 2 ulp
         shifted = (row - np.float32(m)).astype(np.float64)
-        flushed = shifted <= -87
-        np.testing.assert_allclose(out, np.exp(np.maximum(shifted, -87.0)), rtol=2.5e-7, atol=0)
+        flushed = shifted <= -87.33654
+        np.testing.assert_allclose(out, np.exp(np.maximum(shifted, -87.33654)), rtol=2.5e-7,
+                                   atol=0)
         softmax = np.array([vmath.row_softmax_at(row, out, k, np.float32(m), np.float32(lse))
                             for k in range(row.size)])
         # the float64 softmax, less the rounding of x_k - m (half an ulp of up to ~70 here)
@@ -472,18 +473,25 @@ def test_log_or_nan_has_the_bits_of_log_for_positive_normals_and_nan_for_the_res
     assert _mapped(vmath.log_or_nan)(np.array([0.5]))[0] == math.log(0.5)
 
 
-def test_exp_in_sum_has_the_bits_of_exp_down_to_minus_87_and_exp_of_minus_87_below():
-    # every 127th float32 of [-87, 0] (both ends too): the same bits as the full exp
-    low = np.float32(-87.0).view(np.int32)  # negative floats: larger bit patterns further from 0
+def test_exp_at_most_0_and_exp_in_sum_have_the_bits_of_exp_where_it_is_normal():
+    """Down to -87.34 (where exp becomes subnormal in float32), both have exp's bits; below,
+    `exp_at_most_0` gives 0 (TF's flush of subnormal results) and `exp_in_sum` exp(-87.34),
+    which a sum of at least 1 cannot tell apart; NaN passes, float64 is math.exp."""
+    floor = np.float32(-87.33654)
+    assert math.exp(float(floor)) >= 2.0 ** -126 > math.exp(float(np.nextafter(floor, -1e9)))
+    # every 127th float32 of [-87.34, 0] (both ends too)
+    low = floor.view(np.int32)  # negative floats: larger bit patterns further from 0
     x = np.concatenate([np.arange(np.int32(-2 ** 31), low, 127, dtype=np.int64).astype(np.int32),
                         np.int32([low])]).view(np.float32)
-    assert x.min() == -87.0 and x.max() == 0.0
-    got = _mapped(vmath.exp_in_sum)(x)
-    assert np.array_equal(got.view(np.int32), _mapped(vmath.exp)(x).view(np.int32))
-    # below -87, where exp < 1.7e-38 and a sum of at least 1 cannot tell: exp(-87); NaN passes
-    below = np.float32([-87.00001, -87.3, -100.0, -104.0, -1e30, -np.inf])
-    want = np.float32(math.exp(-87.0))
-    assert np.array_equal(_mapped(vmath.exp_in_sum)(below), np.full(6, want))
-    assert np.isnan(_mapped(vmath.exp_in_sum)(np.float32([np.nan]))).all()
-    # float64: math.exp
-    assert _mapped(vmath.exp_in_sum)(np.array([-100.0]))[0] == math.exp(-100.0)
+    assert x.min() == floor and x.max() == 0.0
+    exact = _mapped(vmath.exp)(x).view(np.int32)
+    assert (exact != 0).all() and (exact.view(np.float32) >= np.finfo(np.float32).tiny).all()
+    assert np.array_equal(_mapped(vmath.exp_at_most_0)(x).view(np.int32), exact)
+    assert np.array_equal(_mapped(vmath.exp_in_sum)(x).view(np.int32), exact)
+    below = np.float32([np.nextafter(floor, -1e9), -87.5, -100.0, -104.0, -1e30, -np.inf])
+    assert np.array_equal(_mapped(vmath.exp_at_most_0)(below), np.zeros(6, np.float32))
+    assert np.array_equal(_mapped(vmath.exp_in_sum)(below),
+                          np.full(6, _mapped(vmath.exp)(np.float32([floor]))[0]))
+    for function in (vmath.exp_at_most_0, vmath.exp_in_sum):
+        assert np.isnan(_mapped(function)(np.float32([np.nan]))).all()
+        assert _mapped(function)(np.array([-100.0]))[0] == math.exp(-100.0)  # float64
