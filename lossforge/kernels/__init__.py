@@ -510,5 +510,21 @@ def generated_module(spec, template: str, prefix: str = "", constants=(), float3
         return _modules[key]
 
 
+def cached_copy(filename: str) -> ModuleType:
+    """``filename``, a module of this package whose kernels are ``cache=True`` and that has no
+    formula slot (``regularizer_sums.py``), copied into `cache_directory` and imported once:
+    its kernels then cache beside the loss kernels (a fingerprinted directory, compile locks),
+    not in the package's directory."""
+    key = (filename,)
+    module = _modules.get(key)
+    if module is None:
+        with _lock:
+            if key not in _modules:
+                _modules[key] = _load(Path(filename).stem, (_HERE / filename).read_text(),
+                                      filename)
+            module = _modules[key]
+    return module
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)[:40]
