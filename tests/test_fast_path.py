@@ -452,7 +452,7 @@ def test_regularizers_match_the_sum_and_leave_the_params_as_they_were():
                 # pairwise sums): equal to float64 rounding
                 assert type(got) is float, (config.name, a)
                 assert got == pytest.approx(want, rel=1e-13, abs=0, nan_ok=True), (config.name, a)
-                for k, v in params.items():  # untouched (the square is taken in place on a copy)
+                for k, v in params.items():  # untouched, flags included
                     np.testing.assert_array_equal(np.asarray(v), copies[k])
                     if k in flags:
                         assert v.flags.writeable == flags[k]

@@ -195,9 +195,9 @@ def test_processes_compiling_one_cache_at_once_get_the_right_numbers(tmp_path):
 
 def test_compute_bound_rowwise_kernels_prefetch_rows_and_keep_their_numbers():
     """A row-wise loss whose value calls ``math`` asks for the predictions' rows ahead
-    (`lossforge.kernels.prefetch`) on an AMD CPU, a memory-bound one does not; a prefetch is a hint, so the
-    sparse softmax of a multi-threaded size still matches float64 NumPy, and asking past the
-    last row or for short rows does nothing."""
+    (`lossforge.kernels.prefetch`) on an AMD CPU, a memory-bound one does not; a prefetch is a
+    hint, so the sparse softmax of a multi-threaded size still matches float64 NumPy, and
+    asking past the last row or for short rows does nothing."""
     from numba import njit
 
     from lossforge.kernels import loss_kernels
@@ -214,9 +214,9 @@ def test_compute_bound_rowwise_kernels_prefetch_rows_and_keep_their_numbers():
     assert ask(rows, 5, 3) == ask(rows, 0, 3) == 66.0  # short rows, and past the last one
     # rows are asked for on AMD CPUs only (measured slower on an Intel Xeon)
     from lossforge.kernels.prefetch import cpu_is_amd
-    assert cpu_is_amd("processor\t: 0\nvendor_id\t: AuthenticAMD\n", "generic")
-    assert not cpu_is_amd("vendor_id\t: GenuineIntel\nmodel name\t: Xeon\n", "znver3")
-    assert cpu_is_amd("", "znver4") and not cpu_is_amd("", "sapphirerapids")
+    assert cpu_is_amd("processor\t: 0\nvendor_id\t: AuthenticAMD\n", lambda: "generic")
+    assert not cpu_is_amd("vendor_id\t: GenuineIntel\nmodel name\t: Xeon\n", lambda: "znver3")
+    assert cpu_is_amd("", lambda: "znver4") and not cpu_is_amd("", lambda: "sapphirerapids")
     rng = np.random.default_rng(4)
     logits = rng.normal(size=(700, 100)).astype(np.float32) * 5
     labels = rng.integers(0, 100, 700)

@@ -26,23 +26,26 @@ from numba import njit, types
 from numba.extending import intrinsic, overload
 
 
-def cpu_is_amd(cpuinfo: str, llvm_cpu_name: str) -> bool:
+def cpu_is_amd(cpuinfo: str, llvm_cpu_name) -> bool:
     """Whether the host CPU is AMD's: from ``/proc/cpuinfo``'s text if it names a vendor, else
-    from LLVM's name for the host CPU (AMD's Zen cores are ``znver1``, ``znver2``, ...)."""
+    from LLVM's name for the host CPU, ``llvm_cpu_name()`` (AMD's Zen cores are ``znver1``,
+    ``znver2``, ...), asked only then."""
     for line in cpuinfo.splitlines():
         if line.startswith("vendor_id"):
             return line.split(":", 1)[-1].strip() == "AuthenticAMD"
-    return llvm_cpu_name.startswith("znver")
+    return llvm_cpu_name().startswith("znver")
 
 
 def _host_cpu_is_amd() -> bool:
     import llvmlite.binding as llvm
     try:
         with open("/proc/cpuinfo") as file:
-            cpuinfo = file.read()
+            # the first processor's block names the vendor: the whole file of a many-core
+            # machine takes milliseconds to generate, on the first loss call's path
+            cpuinfo = file.read(4096)
     except OSError:  # not Linux
         cpuinfo = ""
-    return cpu_is_amd(cpuinfo, llvm.get_host_cpu_name())
+    return cpu_is_amd(cpuinfo, llvm.get_host_cpu_name)
 
 
 #: Whether row-wise kernels ask for rows ahead on this host (measured: see above). Compiled

@@ -43,7 +43,7 @@ def regularizer_value(config: RegularizerConfig, params) -> float:
         # (an ndarray of a real dtype: `as_array` returns it as it is, so `_param` would too)
         if w.dtype is not _FLOAT32 and w.dtype is not _FLOAT64:  # (other dtypes, byte orders)
             w = w.astype(_FLOAT64)
-        l1, l2 = sums(w.reshape(-1))  # a view of a contiguous array, never the caller's copy
+        l1, l2 = sums(w.reshape(-1))  # a view where w is contiguous (the kernel only reads)
         if config.scale_l1:
             total += config.scale_l1 * l1
         if config.scale_l2:
