@@ -302,3 +302,30 @@ def test_large_memory_bound_gradients_stream_into_grad_out_with_the_same_bits():
     d = p.astype(np.float64) - y  # huber's gradient, over TF's default count of nonzero weights
     np.testing.assert_allclose(fresh, np.where(np.abs(d) <= 1, d, np.sign(d)) * per_element
                                / per_element.size, rtol=1e-5, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [1, 127, 128, 129, 895, 4095, 4097, 4096 + 129, 3 * 65536 + 131])
+def test_compute_bound_sub_loops_cover_every_element(n):
+    """A formula calling ``math`` runs each block in sub-loops of `SUB_BLOCK` elements, each
+    asking for the lines `PREFETCH_DISTANCE` elements on (clipped to the inputs' end): every
+    element's loss and gradient is there, at lengths around the sub-loop, block and chunk sizes
+    (the last one multi-threaded), with scalar and per-element weights, and the value-only and
+    value-and-gradient passes agree."""
+    from lossforge.kernels import template_elementwise as t
+    assert 0 < t.SUB_BLOCK <= t.BLOCK and t.BLOCK % t.SUB_BLOCK == 0
+    spec = lossforge.registry.get("poisson")
+    rng = np.random.default_rng(n)
+    y = rng.poisson(3.0, n).astype(np.float32)
+    p = rng.uniform(0.1, 5.0, n).astype(np.float32)
+    w = rng.uniform(0.0, 2.0, n).astype(np.float32)
+    y64, p64, w64 = (a.astype(np.float64) for a in (y, p, w))
+    loss = np.where(y64 == 0, p64, p64 - y64 * np.log(p64 + 1e-7))
+    dloss = np.where(y64 == 0, 1.0, 1.0 - y64 / (p64 + 1e-7))
+    for weights, w_ref in ((1.5, 1.5), (w, w64)):
+        values = spec(y, p, weights=weights, reduction="none")
+        np.testing.assert_allclose(values, loss * w_ref, rtol=2e-6, atol=1e-6)
+        total = spec(y, p, weights=weights, reduction="weighted_sum")
+        np.testing.assert_allclose(total, np.sum(loss * w_ref), rtol=1e-5)
+        value, grad = spec.value_and_grad(y, p, weights=weights, reduction="weighted_sum")
+        assert value == total
+        np.testing.assert_allclose(grad, dloss * w_ref, rtol=2e-6, atol=1e-6)

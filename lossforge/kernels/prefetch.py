@@ -1,5 +1,5 @@
-"""Software prefetch of the rows a row-wise kernel reads next (and of the pages of an
-elementwise kernel's next block: `prefetch_pages`).
+"""Software prefetch of the rows a row-wise kernel reads next (and of the lines an elementwise
+kernel reads next: `prefetch_lines`).
 
 A row-wise loss reads a row (a softmax row of 1000 float32 logits: 4000 bytes, about one
 4 KiB page) from memory, then computes on it from L1 cache (a log-sum-exp: ~1000 exps). The
@@ -15,7 +15,7 @@ Those figures are an AMD EPYC's. On an Intel Xeon (a Sapphire Rapids VM, 2 threa
 prefetch made the built-in sparse softmax slower: 4.9 -> 6.4 ms for its value, 6.65 -> 7.5 ms
 for its value and gradient; asking for the row 1 ahead, into L2 only, or only the first line
 of each page of the row was slower too. So rows are asked for only on an AMD CPU
-(`PREFETCH_ROWS`). Page hints (`prefetch_pages`) were measured on that Intel VM and help there.
+(`PREFETCH_ROWS`). Line hints (`prefetch_lines`) were measured on that Intel VM and help there.
 
 A prefetch is a hint: it never faults and changes no value, so a kernel gives the same bits
 with or without it. `prefetch_row` asks only for rows of arrays whose size is a whole number
@@ -101,22 +101,18 @@ def prefetch_row(a, j, n):
         _prefetch(start + offset)
 
 
-_PAGE = 4096  # bytes per page: where the hardware's stream prefetchers stop
-
-
 @njit(inline="always")
-def prefetch_pages(a, start, stop):
-    """Ask for one cache line in each page that elements ``[start, stop)`` of the contiguous
-    1-d ``a`` span: elements a page's worth apart, from ``start`` rounded up to a multiple of
-    a page's worth (each at the array's own offset within its page).
+def prefetch_lines(a, start, stop):
+    """Ask for the cache lines of elements ``[start, stop)`` of the contiguous 1-d ``a``
+    (clipped to its end): one hint per line's worth of bytes from element ``start`` on.
 
-    A compute-bound elementwise loop (a formula on vmath's polynomials) reads its inputs slowly
-    enough that the hardware prefetcher, which stops at each page boundary, lets every new page
-    start with a miss: memory and computation take turns. One hint per page, a block ahead,
-    restarts it (see ``template_elementwise.py``). Hints into L2 for every line of the next
-    block, 512 at once, measured slower than no hints at all (why was not investigated)."""
-    step = _PAGE // a.itemsize
+    A compute-bound elementwise loop (a formula on vmath's polynomials) reads its inputs too
+    slowly for the hardware's prefetchers to keep ahead of it: memory and computation take
+    turns. Asking, before each few lines' worth of elements, for the lines a fixed distance
+    on overlaps them (see ``template_elementwise.py`` for the distance and the figures)."""
+    stop = min(stop, a.shape[0])
+    if start >= stop:
+        return
     base = a.ctypes.data
-    first = (start + step - 1) // step * step
-    for q in range(first, stop, step):
-        _prefetch(base + q * a.itemsize)
+    for address in range(base + start * a.itemsize, base + stop * a.itemsize, _LINE):
+        _prefetch(address)
