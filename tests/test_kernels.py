@@ -307,12 +307,13 @@ def test_large_memory_bound_gradients_stream_into_grad_out_with_the_same_bits():
 @pytest.mark.parametrize("n", [1, 127, 128, 129, 895, 4095, 4097, 4096 + 129, 3 * 65536 + 131])
 def test_compute_bound_sub_loops_cover_every_element(n):
     """A formula calling ``math`` runs each block in sub-loops of `SUB_BLOCK` elements, each
-    asking for the lines `PREFETCH_DISTANCE` elements on (clipped to the inputs' end): every
-    element's loss and gradient is there, at lengths around the sub-loop, block and chunk sizes
-    (the last one multi-threaded), with scalar and per-element weights, and the value-only and
-    value-and-gradient passes agree."""
+    asking for the lines `PREFETCH_DISTANCE` elements on (clipped to the inputs' end) in inputs
+    of `PREFETCH_MIN` elements or more: every element's loss and gradient is there, at lengths
+    around the sub-loop, block and chunk sizes (the last one multi-threaded and hinted), with
+    scalar and per-element weights, and the value-only and value-and-gradient passes agree."""
     from lossforge.kernels import template_elementwise as t
     assert 0 < t.SUB_BLOCK <= t.BLOCK and t.BLOCK % t.SUB_BLOCK == 0
+    assert t.PREFETCH_MIN <= 3 * 65536 + 131
     spec = lossforge.registry.get("poisson")
     rng = np.random.default_rng(n)
     y = rng.poisson(3.0, n).astype(np.float32)

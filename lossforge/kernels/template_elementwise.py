@@ -42,7 +42,7 @@ Why the loops look the way they do (each point measured; see ../shared/reference
   cross-entropy 6.6 -> 4.7, log_cosh 7.0 -> 5.0, kl 7.4 -> 5.8, log_loss 7.8 -> 6.2, BCE
   7.6 -> 6.3), value and gradient 1.08-1.25x. Sub-loops of 32-128 elements with 512-1024
   elements' distance measured alike; 256 and more elements per sub-loop, or 2048 and more
-  ahead, were slower (a standalone kernel).
+  ahead, were slower (a standalone kernel). Inputs under `PREFETCH_MIN` elements get no hints.
   A memory-bound formula's loop (MSE) gained nothing from the same hints;
 * every function with a loop calls `vmath.prefer_512_bit_vectors`: LLVM caps Intel's AVX-512
   cores at 256-bit lanes unless told otherwise, and the float32 polynomials run up to 1.8x
@@ -111,6 +111,8 @@ BLOCK = 4096  # elements per block: in L1 cache when the gradient's loop (or the
 CHUNK = 16 * BLOCK  # elements per parallel work item
 SUB_BLOCK = 128  # elements per sub-loop of `_fill`, each after its prefetch hints
 PREFETCH_DISTANCE = 768  # elements ahead that those hints ask for
+PREFETCH_MIN = 1 << 16  # elements an input needs for the hints: at 1e4 elements, from cache,
+# they cost 2-8% (with this gate, the sub-loops alone: 0-4%); at 1e5, nothing
 
 
 @njit(error_model="numpy")
@@ -153,6 +155,13 @@ def _part_impl(w, lo, hi):
     if isinstance(w, types.Array):
         return lambda w, lo, hi: w[lo:hi]
     return lambda w, lo, hi: w
+
+
+@njit(inline="always")
+def _ahead(a, lo):
+    """The input ``a`` from a block's start ``lo`` to its end, whose lines `_ask_ahead` asks
+    for; nothing for an input of fewer than `PREFETCH_MIN` elements, which the cache holds."""
+    return a[lo:] if a.shape[0] >= PREFETCH_MIN else a[:0]
 
 
 @njit(inline="always")
@@ -327,7 +336,7 @@ def _pass_scalar_weight(y, p, w, params, start, stop, values, grad, mode, write_
         vb = values[lo:hi] if write_values else values
         gb = _grad_block(grad, lo, hi, write_grad, grad_buf)
         weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, vb, gb, buf, write_values,
-                                  write_grad, gscale, y[lo:], p[lo:])
+                                  write_grad, gscale, _ahead(y, lo), _ahead(p, lo))
         _flush_grad_block(grad, lo, hi, grad_buf)
     _end_stream(grad_buf)
     n = stop - start
@@ -358,12 +367,14 @@ def _pass_weights(y, p, w, params, start, stop, values, grad, mode, write_values
             if scalar:  # a broadcast run (per-sample weights): one weight, read once
                 wt = row[ii]
                 weighted += _block_scalar(y[lo:hi], p[lo:hi], wt, params, vb, gb, buf,
-                                          write_values, write_grad, wt, y[lo:], p[lo:])
+                                          write_values, write_grad, wt, _ahead(y, lo),
+                                          _ahead(p, lo))
                 weights += float64(wt) * (e - b)
                 nonzero += float64(e - b) if wt != 0 else 0.0
             else:
                 a, c, d = _block_weights(y[lo:hi], p[lo:hi], row[ii + b:ii + e], params, vb, gb,
-                                         buf, write_values, write_grad, y[lo:], p[lo:])
+                                         buf, write_values, write_grad, _ahead(y, lo),
+                                         _ahead(p, lo))
                 weighted += a
                 weights += c
                 nonzero += d
