@@ -491,23 +491,18 @@ def generated_module(spec, template: str, prefix: str = "", constants=(), float3
     name fingerprints the templates), so each loss's compiled kernels cache under their own
     name; ``_c<hash>`` is appended for a slot with ``constants`` (see `loss_kernels`).
     """
-    key = (template, spec.fingerprint, constants, float32, fast_logs)
-    module = _modules.get(key)
-    if module is not None:
-        return module
-    with _lock:
-        if key not in _modules:
-            from lossforge import registry
-            registry.remember(spec)  # the generated module looks its formulas up by fingerprint
-            head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
-            _, tail = rest.split(_SLOT_END)
-            slot = _slot(spec, template, constants, float32, fast_logs)
-            source = head + _SLOT_BEGIN + slot + _SLOT_END + tail
-            name = f"{prefix}{_safe(spec.name)}_{spec.fingerprint}"
-            if constants:
-                name += "_c" + hashlib.sha256(repr(constants).encode()).hexdigest()[:8]
-            _modules[key] = _load(name, source, spec.name)
-        return _modules[key]
+    def generate() -> ModuleType:
+        from lossforge import registry
+        registry.remember(spec)  # the generated module looks its formulas up by fingerprint
+        head, rest = (_HERE / template).read_text().split(_SLOT_BEGIN)
+        _, tail = rest.split(_SLOT_END)
+        slot = _slot(spec, template, constants, float32, fast_logs)
+        source = head + _SLOT_BEGIN + slot + _SLOT_END + tail
+        name = f"{prefix}{_safe(spec.name)}_{spec.fingerprint}"
+        if constants:
+            name += "_c" + hashlib.sha256(repr(constants).encode()).hexdigest()[:8]
+        return _load(name, source, spec.name)
+    return _once((template, spec.fingerprint, constants, float32, fast_logs), generate)
 
 
 def cached_copy(filename: str) -> ModuleType:
@@ -515,13 +510,18 @@ def cached_copy(filename: str) -> ModuleType:
     formula slot (``regularizer_sums.py``), copied into `cache_directory` and imported once:
     its kernels then cache beside the loss kernels (a fingerprinted directory, compile locks),
     not in the package's directory."""
-    key = (filename,)
+    return _once((filename,), lambda: _load(Path(filename).stem, (_HERE / filename).read_text(),
+                                            filename))
+
+
+def _once(key: tuple, make) -> ModuleType:
+    """``_modules[key]``, made by ``make()`` under the lock by the first thread to ask (a dict
+    lookup, without the lock, once it is there)."""
     module = _modules.get(key)
     if module is None:
         with _lock:
             if key not in _modules:
-                _modules[key] = _load(Path(filename).stem, (_HERE / filename).read_text(),
-                                      filename)
+                _modules[key] = make()
             module = _modules[key]
     return module
 

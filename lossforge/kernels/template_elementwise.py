@@ -180,10 +180,11 @@ def _ask_ahead(ya, pa, lo, hi):
 
 @njit(error_model="numpy")
 def _fill(yb, pb, w, gscale, params, out, gb, ya, pa):
-    """``out[i] = L_i w_i`` over one block of a formula calling ``math`` (``w``: a scalar or the
-    block's weights), and unless ``gb`` is None ``gb[i] = gscale_i dL/dp_i`` in the same loop
-    (`VALUE_GRAD`); in sub-loops of `SUB_BLOCK` elements (see `_ask_ahead`). numba prunes the
-    branch a None ``gb`` does not take, so each mode compiles only its own loop."""
+    """``out[i] = L_i w_i`` over one block of a formula calling ``math`` or with a ``fused_grad``
+    (``w``: a scalar or the block's weights), and unless ``gb`` is None ``gb[i] = gscale_i
+    dL/dp_i`` in the same loop (`VALUE_GRAD`); in sub-loops of `SUB_BLOCK` elements (see
+    `_ask_ahead`). numba prunes the branch a None ``gb`` does not take, so each mode compiles
+    only its own loop."""
     prefer_512_bit_vectors()
     n = pb.shape[0]
     for c in range(0, n, SUB_BLOCK):
